@@ -1,0 +1,60 @@
+# The course's commands. A new user needs only `make run` and `make test`:
+# both create the virtual environment they need on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is pinned here, not in requirements.txt (Colab brings its own torch).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: setup run test unit nbtest bench tiny-model figures sync clean lock
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS) -c constraints.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps lxt==2.1
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# Record the exact versions of a working environment (run after changing requirements).
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v '^lxt' > constraints.txt
+
+# Run the whole course: every notebook, full size, figures into figures/.
+# COURSE_WORLD=auto uses ViT-B/16 + ImageNet-A when reachable, else the offline world.
+run: setup
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; \
+	  COURSE_SCALE=full $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=-1 "$$nb" || exit 1; \
+	done
+
+figures: run
+
+# Unit tests, then every notebook under nbval, offline and at CI size.
+test: setup
+	COURSE_WORLD=offline COURSE_SCALE=ci HF_HUB_OFFLINE=1 $(PY) -m pytest tests -q
+	COURSE_WORLD=offline COURSE_SCALE=ci HF_HUB_OFFLINE=1 $(PY) -m pytest -q --nbval-lax \
+	  --nbval-cell-timeout=600 -p no:cacheprovider $(NOTEBOOKS)
+
+bench: setup
+	$(PY) -m helpers.bench
+
+# Retrain the tiny offline model from scratch (a few minutes on 2 CPU cores).
+tiny-model: setup
+	$(PY) -m helpers.train_tiny
+
+sync: setup
+	$(PY) -m jupytext --sync notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache data/cache figures/_tmp
+	find . -name __pycache__ -prune -exec rm -rf {} +
