@@ -53,6 +53,7 @@ tiny-model: setup
 	$(PY) -m helpers.train_tiny
 
 sync: setup
+	$(PY) -m helpers.colab
 	$(PY) -m jupytext --sync notebooks/*.ipynb
 
 clean:
