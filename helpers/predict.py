@@ -1,0 +1,272 @@
+"""Classify a whole dataset once, cache the answers, and pick the samples the later notebooks explain.
+
+The official ImageNet-A protocol (Hendrycks et al. 2021, "Natural Adversarial Examples") scores a
+1000-way ImageNet model on the 200 ImageNet-A classes only: the prediction is the arg-max over the
+200 logits ``z[head_indices]`` (a mask on the head), not over all 1000. :func:`predict` reports
+both: ``pred`` (masked, the protocol) and ``pred_1k`` (naive arg-max over the whole head). In the
+offline world the head *is* the dataset's classes (``head_indices = range(K)``), so both agree.
+
+Confidence is the softmax over the logits the prediction was taken from:
+``p = softmax(z[head_indices])`` for ``pred``, ``softmax(z)`` for ``pred_1k``.
+
+Cache: ``data/cache/<world>/predictions_<key>.csv``, one row per image id; :func:`load_or_predict`
+runs the model only on the ids not yet in the file. The selection of correct and incorrect samples
+that notebooks 02-05 explain is ``data/cache/<world>/selection.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from .models import resolve_world
+
+CACHE = Path(__file__).resolve().parent.parent / "data" / "cache"
+TOP_K = 5
+
+
+def cache_dir(world: str | None = None) -> Path:
+    """``data/cache/<world>/`` (created), for ``world`` as :func:`resolve_world` resolves it."""
+    folder = CACHE / resolve_world(world, announce=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def masked_logits(logits: torch.Tensor, head_indices) -> torch.Tensor:
+    """The logits of the dataset's classes, in dataset order: ``z[:, head_indices]`` -> ``[B, K]``."""
+    return logits[:, torch.as_tensor(list(head_indices), device=logits.device)]
+
+
+def masked_probs(model, pixel_values: torch.Tensor, head_indices) -> torch.Tensor:
+    """``softmax(z[head_indices])`` for a batch: ``[B, K]`` probabilities over the dataset's classes."""
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values.to(model.device)).logits.float()
+    return masked_logits(logits, head_indices).softmax(-1).cpu()
+
+
+def _stack_items(items):
+    """Fallback collate for datasets without one: drop ``None`` (unreadable) items, stack the rest."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
+    return {key: (torch.stack([item[key] for item in items]) if torch.is_tensor(items[0][key])
+                  else [item[key] for item in items]) for key in items[0]}
+
+
+def _rows(batch, logits: torch.Tensor, head_indices, class_names, id2label) -> list[dict]:
+    """One result row per image of a batch from its ``[B, n_head]`` logits."""
+    head = torch.as_tensor(list(head_indices))
+    masked = masked_logits(logits, head_indices)
+    probs, probs_1k = masked.softmax(-1), logits.softmax(-1)
+    conf, pos = probs.max(-1)
+    conf_1k, pred_1k = probs_1k.max(-1)
+    top = probs.topk(min(TOP_K, probs.shape[1]), dim=-1)
+    labels = torch.as_tensor(batch["label"])
+    rows = []
+    for i in range(len(labels)):
+        true_pos, label, pred = int(batch["class_idx"][i]), int(labels[i]), int(head[pos[i]])
+        top5 = [int(head[j]) for j in top.indices[i]]
+        rows.append({
+            "id": str(batch["id"][i]), "label": label, "class_idx": true_pos,
+            "class_name": batch["class_name"][i],
+            "pred": pred, "pred_idx": int(pos[i]), "pred_name": class_names[int(pos[i])],
+            "confidence": float(conf[i]), "p_true": float(probs[i, true_pos]),
+            "correct": pred == label, "top5": " ".join(map(str, top5)), "correct_top5": label in top5,
+            "pred_1k": int(pred_1k[i]), "pred_1k_name": id2label.get(int(pred_1k[i]), str(int(pred_1k[i]))),
+            "confidence_1k": float(conf_1k[i]), "correct_1k": int(pred_1k[i]) == label,
+        })
+    return rows
+
+
+def predict(model, dataset, batch_size: int = 32, device: str | None = None, progress: bool = True,
+            indices=None) -> pd.DataFrame:
+    """Classify ``dataset`` (or the items at ``indices``) -> one row per image.
+
+    Columns: ``id, label, class_idx, class_name`` (the truth); ``pred`` (head index, arg-max over
+    ``dataset.head_indices``), ``pred_idx`` (its dataset class index), ``pred_name``,
+    ``confidence`` (softmax over the masked logits), ``p_true``, ``correct``, ``top5`` (masked,
+    head indices joined by spaces), ``correct_top5``; ``pred_1k``, ``pred_1k_name``,
+    ``confidence_1k``, ``correct_1k`` (naive arg-max over the whole head). Unreadable images (the
+    dataset returns ``None``) are dropped by the dataset's ``collate``, which reports them.
+    Runs under ``torch.no_grad``, with autocast (bfloat16) on CUDA.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device or model.device)
+    source = dataset if indices is None else Subset(dataset, list(indices))
+    collate = getattr(dataset, "collate", None) or _stack_items
+    loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate)
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+    rows = []
+    with torch.no_grad(), autocast:
+        for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress):
+            if batch is None:
+                continue
+            logits = model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu()
+            rows += _rows(batch, logits, dataset.head_indices, dataset.class_names, id2label)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = ["id", "label", "class_idx", "class_name", "pred", "pred_idx", "pred_name", "confidence",
+           "p_true", "correct", "top5", "correct_top5", "pred_1k", "pred_1k_name", "confidence_1k",
+           "correct_1k"]
+
+
+def model_fingerprint(model) -> str:
+    """8 hex digits of a SHA-1 over the classifier's weights: changes when the model is retrained."""
+    weight = model.classifier.weight.detach().float().cpu().numpy()
+    return hashlib.sha1(weight.tobytes()).hexdigest()[:8]
+
+
+def cache_key(model, dataset) -> str:
+    """``<model name>-<fingerprint>_<dataset name>``, e.g. ``vit-base-patch16-224-1a2b3c4d_imagenet-a``."""
+    model_name = Path(str(model.config.name_or_path or "model")).name
+    data_name = getattr(dataset, "name", None) or getattr(dataset, "split", None) or type(dataset).__name__
+    return f"{model_name}-{model_fingerprint(model)}_{data_name}".lower().replace(" ", "-")
+
+
+def dataset_ids(dataset) -> list[str | None]:
+    """The id of every item, by index: ``dataset.ids`` if the dataset lists them without loading
+    images, else read item by item (``None`` for an unreadable item)."""
+    ids = getattr(dataset, "ids", None)
+    if ids is None:
+        ids = [item and item["id"] for item in map(dataset.__getitem__, range(len(dataset)))]
+    return [None if i is None else str(i) for i in ids]
+
+
+def load_or_predict(model, dataset, world: str | None = None, key: str | None = None,
+                    **predict_options) -> pd.DataFrame:
+    """:func:`predict`, cached in ``data/cache/<world>/predictions_<key>.csv`` by image id.
+
+    Only ids missing from the file are classified (and appended); the rows for ``dataset`` are
+    returned in dataset order. ``key`` defaults to :func:`cache_key`.
+    """
+    path = cache_dir(world) / f"predictions_{key or cache_key(model, dataset)}.csv"
+    cached = pd.read_csv(path, dtype={"id": str}) if path.exists() else pd.DataFrame(columns=COLUMNS)
+    ids = dataset_ids(dataset)
+    known = set(cached["id"])
+    missing = [i for i, item_id in enumerate(ids) if item_id is not None and item_id not in known]
+    if missing:
+        fresh = predict(model, dataset, indices=missing, **predict_options)
+        cached = pd.concat([cached, fresh], ignore_index=True) if len(cached) else fresh
+        cached.to_csv(path, index=False)
+    order = {item_id: n for n, item_id in enumerate(ids)}
+    rows = cached[cached["id"].isin(order)].copy()
+    rows = rows.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
+    for column in ("correct", "correct_top5", "correct_1k"):
+        rows[column] = rows[column].astype(bool)
+    return rows
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Top-1 and top-5 accuracy (in %) of the masked protocol and top-1 of the naive arg-max."""
+    n = len(df)
+    return pd.DataFrame({
+        "protocol": ["dataset classes only (masked arg-max)", "whole head (naive arg-max)"],
+        "top-1 %": [100 * df["correct"].mean(), 100 * df["correct_1k"].mean()],
+        "top-5 %": [100 * df["correct_top5"].mean(), np.nan],
+        "images": [n, n],
+    }).set_index("protocol")
+
+
+def per_class_accuracy(df: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy, image count and mean confidence per true class, worst class first."""
+    table = df.groupby("class_name").agg(accuracy=("correct", "mean"), images=("correct", "size"),
+                                         mean_confidence=("confidence", "mean"))
+    return table.sort_values(["accuracy", "mean_confidence"], ascending=[True, False])
+
+
+def calibration_bins(confidence, correct, n_bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Reliability table and expected calibration error (Guo et al. 2017, "On Calibration of Modern
+    Neural Networks"): equal-width confidence bins ``B_m``;
+    ``ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)|``. Returns ``(bins, ece)``; ``bins`` has
+    ``lower, upper, count, accuracy, confidence`` per bin (NaN for empty bins).
+    """
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for m in range(n_bins):
+        inside = which == m
+        rows.append({"lower": edges[m], "upper": edges[m + 1], "count": int(inside.sum()),
+                     "accuracy": correct[inside].mean() if inside.any() else np.nan,
+                     "confidence": confidence[inside].mean() if inside.any() else np.nan})
+    bins = pd.DataFrame(rows)
+    filled = bins[bins["count"] > 0]
+    ece = float((filled["count"] / len(confidence) * (filled["accuracy"] - filled["confidence"]).abs()).sum())
+    return bins, ece
+
+
+def select_samples(df: pd.DataFrame, n_correct: int, n_incorrect: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded selection of ``n_correct`` correct and ``n_incorrect`` incorrect predictions.
+
+    Within each group the rows are shuffled with ``seed`` and taken round-robin over classes (one
+    image per class before any class gets a second), so the selection spans many classes.
+    Returns the chosen rows with a ``group`` column (``correct`` / ``incorrect``), correct first.
+    """
+    picked = []
+    for group, want in (("correct", n_correct), ("incorrect", n_incorrect)):
+        pool = df[df["correct"] == (group == "correct")]
+        if len(pool) < want:
+            raise ValueError(f"asked for {want} {group} predictions but only {len(pool)} exist; "
+                             "lower the number or classify more images")
+        shuffled = pool.sample(frac=1.0, random_state=seed)
+        turn = shuffled.groupby("class_idx").cumcount()
+        chosen = shuffled.assign(_turn=turn.values).sort_values("_turn", kind="stable").head(want)
+        picked.append(chosen.drop(columns="_turn").assign(group=group))
+    return pd.concat(picked, ignore_index=True)
+
+
+def save_selection(selection: pd.DataFrame, world: str | None = None, dataset_options: dict | None = None) -> Path:
+    """Write the selection (its rows and how to rebuild its dataset) to ``selection.json``."""
+    path = cache_dir(world) / "selection.json"
+    payload = {"dataset": dataset_options or {}, "rows": selection.to_dict(orient="records")}
+    path.write_text(json.dumps(payload, indent=1, default=_json_default))
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def load_selection(world: str | None = None, model=None, n_correct: int = 4, n_incorrect: int = 4,
+                   seed: int = 0, n_per_class: int | None = None, batch_size: int = 32):
+    """The samples chosen in notebook 01 -> ``(rows, pixel_values, dataset)``.
+
+    ``rows``: the selection's prediction rows (``group`` = correct / incorrect); ``pixel_values``:
+    ``[N, 3, 224, 224]`` in the same order; ``dataset``: the dataset they come from. If
+    ``selection.json`` is missing (notebook 01 not run), it is made here: classify the adversarial
+    split (``n_per_class`` images per class), then :func:`select_samples`.
+    """
+    from .world import load_dataset
+
+    path = cache_dir(world) / "selection.json"
+    if not path.exists():
+        if model is None:
+            from .models import load_model
+
+            model, _ = load_model(world=world)
+        options = {"split": "adversarial", "n_per_class": n_per_class, "seed": seed}
+        dataset = load_dataset(world=world, **options)
+        df = load_or_predict(model, dataset, world=world, batch_size=batch_size)
+        save_selection(select_samples(df, n_correct, n_incorrect, seed), world, options)
+    payload = json.loads(path.read_text())
+    rows = pd.DataFrame(payload["rows"])
+    dataset = load_dataset(world=world, **payload["dataset"])
+    position = {item_id: n for n, item_id in enumerate(dataset_ids(dataset))}
+    absent = [i for i in rows["id"] if i not in position]
+    if absent:
+        raise KeyError(f"{len(absent)} selected ids (e.g. {absent[0]!r}) are not in the dataset any "
+                       f"more; delete {path.name} from the cache folder to select again")
+    pixel_values = torch.stack([dataset[position[i]]["pixel_values"] for i in rows["id"]])
+    return rows, pixel_values, dataset

@@ -1,0 +1,161 @@
+"""helpers.predict on a tiny random ViT and a small fake dataset (no files, no network)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from helpers import predict as P
+
+HEAD = 6  # the model's head; the dataset uses only 3 of its classes
+HEAD_INDICES = [1, 3, 5]
+
+
+class FakeDataset(torch.utils.data.Dataset):
+    """Items shaped like the course's datasets; item ``bad`` is unreadable (None)."""
+
+    class_names = ["ant", "bee", "cat"]
+    head_indices = HEAD_INDICES
+
+    def __init__(self, n=9, bad=None, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(n, 3, 32, 32, generator=g)
+        self.ids = [f"img{i:03d}" for i in range(n)]
+        self.bad = bad
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        if i == self.bad:
+            return None
+        k = i % 3
+        return {"pixel_values": self.images[i], "label": HEAD_INDICES[k], "class_idx": k,
+                "class_name": self.class_names[k], "id": self.ids[i]}
+
+
+class CountingViT(ViTForImageClassification):
+    """Counts the images it has classified."""
+
+    seen = 0
+
+    def forward(self, pixel_values=None, **kwargs):
+        type(self).seen += len(pixel_values)
+        return super().forward(pixel_values=pixel_values, **kwargs)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=16, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32, num_labels=HEAD)
+    CountingViT.seen = 0
+    return CountingViT(config).eval()
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "CACHE", tmp_path / "cache")
+
+
+def test_masked_argmax_ignores_classes_outside_the_dataset(model):
+    with torch.no_grad():
+        model.classifier.bias[0] = 100.0  # class 0 is not one of the dataset's classes
+    ds = FakeDataset()
+    df = P.predict(model, ds, batch_size=4, progress=False)
+    assert (df["pred_1k"] == 0).all() and not df["correct_1k"].any()
+    with torch.no_grad():
+        logits = model(pixel_values=ds.images).logits
+    expected = torch.tensor(HEAD_INDICES)[logits[:, HEAD_INDICES].argmax(-1)]
+    assert df["pred"].tolist() == expected.tolist()
+    assert df["pred"].isin(HEAD_INDICES).all()
+    probs = logits[:, HEAD_INDICES].softmax(-1).max(-1).values
+    np.testing.assert_allclose(df["confidence"], probs.numpy(), rtol=1e-5)
+    assert (df["correct"] == (df["pred"] == df["label"])).all()
+    assert df["pred_name"].tolist() == [ds.class_names[HEAD_INDICES.index(p)] for p in df["pred"]]
+
+
+def test_top5_is_limited_to_the_dataset_classes(model):
+    df = P.predict(model, FakeDataset(), progress=False)
+    top = df["top5"].str.split().apply(lambda t: [int(x) for x in t])
+    assert top.apply(len).eq(3).all() and top.apply(lambda t: set(t) == set(HEAD_INDICES)).all()
+    assert df["correct_top5"].all()  # with 3 classes every label is in the top 5
+    assert (top.str[0] == df["pred"]).all()
+
+
+def test_unreadable_images_are_skipped(model):
+    df = P.predict(model, FakeDataset(bad=4), batch_size=4, progress=False)
+    assert len(df) == 8 and "img004" not in set(df["id"])
+
+
+def test_cache_hit_does_not_call_the_model(model):
+    ds = FakeDataset()
+    first = P.load_or_predict(model, ds, world="offline", batch_size=4, progress=False)
+    assert CountingViT.seen == len(ds)
+    again = P.load_or_predict(model, ds, world="offline", batch_size=4, progress=False)
+    assert CountingViT.seen == len(ds)
+    pd.testing.assert_frame_equal(first, again)
+    assert list(P.cache_dir("offline").glob("predictions_*.csv"))
+
+
+def test_cache_computes_only_missing_ids(model):
+    small, full = FakeDataset(n=5), FakeDataset(n=9)
+    P.load_or_predict(model, small, world="offline", key="k", progress=False)
+    df = P.load_or_predict(model, full, world="offline", key="k", progress=False)
+    assert CountingViT.seen == 9  # 5, then only the 4 new ids
+    assert df["id"].tolist() == full.ids
+    pd.testing.assert_frame_equal(df, P.predict(model, full, progress=False))
+
+
+def _fake_predictions(n=60, seed=1):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"id": [f"x{i}" for i in range(n)], "class_idx": rng.integers(0, 10, n),
+                         "correct": rng.random(n) < 0.5})
+
+
+def test_selection_is_balanced_deterministic_and_spread_over_classes():
+    df = _fake_predictions()
+    a = P.select_samples(df, 4, 4, seed=3)
+    b = P.select_samples(df, 4, 4, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["group"].value_counts().to_dict() == {"correct": 4, "incorrect": 4}
+    assert (a["correct"] == (a["group"] == "correct")).all()
+    for _, group in a.groupby("group"):
+        assert group["class_idx"].is_unique
+    assert not a["id"].equals(P.select_samples(df, 4, 4, seed=4)["id"])
+
+
+def test_selection_refuses_to_invent_samples():
+    with pytest.raises(ValueError, match="incorrect"):
+        P.select_samples(_fake_predictions().assign(correct=True), 2, 1)
+
+
+def test_selection_round_trips_through_json():
+    sel = P.select_samples(_fake_predictions(), 2, 2, seed=0)
+    path = P.save_selection(sel, "offline", {"split": "adversarial", "n_per_class": 3, "seed": 0})
+    assert path.parent == P.cache_dir("offline")
+    payload = json.loads(path.read_text())
+    assert payload["dataset"]["n_per_class"] == 3
+    assert [row["id"] for row in payload["rows"]] == sel["id"].tolist()
+
+
+def test_calibration_bins_and_ece():
+    conf = np.full(100, 0.9)
+    bins, ece = P.calibration_bins(conf, np.arange(100) < 50)
+    assert ece == pytest.approx(0.4)
+    assert bins["count"].sum() == 100 and bins.loc[8, "count"] == 100
+    confidence = np.r_[np.full(10, 0.75), np.full(10, 0.25)]  # accuracies 0.8 and 0.3: gaps 0.05
+    _, ece = P.calibration_bins(confidence, np.r_[np.arange(10) < 8, np.arange(10) < 3])
+    assert ece == pytest.approx(0.05)
+
+
+def test_accuracy_tables():
+    df = pd.DataFrame({"class_name": ["a", "a", "b", "b"], "correct": [True, True, False, True],
+                       "correct_1k": [True, False, False, False], "correct_top5": [True] * 4,
+                       "confidence": [0.9, 0.8, 0.7, 0.6]})
+    table = P.accuracy_table(df)
+    assert table["top-1 %"].tolist() == [75.0, 25.0]
+    per_class = P.per_class_accuracy(df)
+    assert per_class.index.tolist() == ["b", "a"] and per_class["accuracy"].tolist() == [0.5, 1.0]
