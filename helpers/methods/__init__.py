@@ -1,0 +1,129 @@
+"""One verb for every explanation method: :func:`explain`, and the registry :data:`METHODS`.
+
+    explain(model, pixel_values, method, target=None, resolution="patch", **options)
+        -> Tensor [B, h, w]    (h = w = image_size / patch_size; [B, H, W] for resolution="pixel")
+
+One map per image on the patch grid, CLS excluded, row-major; larger = more evidence for the
+target. Each method is one file exposing ``name(model, pixel_values, targets, **options)``:
+
+============  ======================================================  =========================
+method        idea                                                    options
+============  ======================================================  =========================
+attention     CLS→patch attention of one layer                        layer, head_fusion
+rollout       attention × skip connections, multiplied over layers    head_fusion, discard_ratio
+chefer        gradient-weighted attention, accumulated over layers    —
+gmar          rollout with heads weighted by their gradient norms     norm
+legrad        per-layer sensitivity of the head's score to attention  layers
+attnlrp       layer-wise relevance propagation for attention (lxt)    preset, conv_gamma,
+                                                                      lin_gamma, variant
+============  ======================================================  =========================
+
+A method function gets ``targets`` as a validated LongTensor[B] on the model's device. Methods
+marked ``resolves_target = True`` also accept ``None``: class-agnostic ones (attention, rollout)
+ignore the target, gradient ones take the arg-max of their own forward pass, which saves
+:func:`explain` a second forward. Methods marked ``native_pixel = True`` (attnlrp) compute
+``resolution="pixel"`` themselves; the others are upsampled bilinearly.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _base
+from .attention import attention, cls_attention_all
+from .chefer import chefer
+from .gmar import gmar
+from .legrad import legrad
+from .rollout import rollout
+
+RESOLUTIONS = ("patch", "pixel")
+
+
+def _attnlrp(model, pixel_values, targets, **options):
+    """AttnLRP (:mod:`helpers.methods.attnlrp`), imported on first use (it loads lxt and zennit)."""
+    from .attnlrp import attnlrp as method
+
+    return method(model, pixel_values, targets, **options)
+
+
+_attnlrp.native_pixel = True
+
+
+def _available_methods() -> dict:
+    from importlib.util import find_spec
+
+    methods = {"attention": attention, "rollout": rollout, "chefer": chefer, "gmar": gmar,
+               "legrad": legrad}
+    if find_spec(f"{__name__}.attnlrp") is not None:
+        methods["attnlrp"] = _attnlrp
+    return methods
+
+
+METHODS = _available_methods()
+
+
+def _method_and_options(method, options: dict):
+    """The registered function for ``method``, after checking ``options`` against its keywords."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
+    function = METHODS[method]
+    implementation = function
+    if function is _attnlrp:
+        from .attnlrp import attnlrp as implementation
+    accepted = [p.name for p in inspect.signature(implementation).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "resolution"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"{method} does not take option(s) {unknown}; its options are "
+                        f"{accepted or 'none'}.")
+    return function
+
+
+def _predicted_classes(model, pixel_values: Tensor) -> Tensor:
+    """Each image's arg-max class from a no-grad forward pass."""
+    with _base.eval_mode(model), torch.no_grad():
+        return model(pixel_values=pixel_values).logits.argmax(dim=-1)
+
+
+def _to_pixels(maps: Tensor, size: int) -> Tensor:
+    """Bilinear upsampling of ``[B, h, w]`` patch maps to ``[B, size, size]``."""
+    return F.interpolate(maps[:, None], size=(size, size), mode="bilinear",
+                         align_corners=False)[:, 0]
+
+
+def explain(model, pixel_values: Tensor, method: str, target=None, resolution: str = "patch",
+            **options) -> Tensor:
+    """Explain ``model``'s decision for ``target`` on each image with ``method``.
+
+    - ``model``: a ViTForImageClassification with eager attention (``helpers.load_model``).
+    - ``pixel_values``: ``[B, 3, H, W]`` from the model's image processor (moved to the model's
+      device).
+    - ``method``: a name in :data:`METHODS`; ``options`` are that method's keywords.
+    - ``target``: None (each image's predicted class), an int (for every image), or one class per
+      image (a sequence or tensor of length B); indices of the model's own head.
+    - ``resolution``: ``"patch"`` → ``[B, h, w]``; ``"pixel"`` → ``[B, H, W]``.
+
+    Returns a detached float tensor on the model's device. The model is left as it was: outputs,
+    parameter gradients, hooks, config and train/eval mode.
+    """
+    _base.check_model(model)
+    function = _method_and_options(method, options)
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}.")
+    pixel_values = _base.check_pixel_values(model, pixel_values)
+    targets = _base.check_targets(model, target, pixel_values.shape[0])
+    if targets is None and not getattr(function, "resolves_target", False):
+        targets = _predicted_classes(model, pixel_values)
+    native_pixel = getattr(function, "native_pixel", False)
+    pixel_option = {"resolution": resolution} if native_pixel else {}
+    with _base.eval_mode(model):
+        maps = function(model, pixel_values, targets, **pixel_option, **options)
+    if resolution == "pixel" and not native_pixel:
+        maps = _to_pixels(maps, model.config.image_size)
+    return maps.detach().float()
+
+
+__all__ = ["METHODS", "RESOLUTIONS", "explain", "cls_attention_all"]
