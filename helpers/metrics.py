@@ -85,37 +85,41 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: float = 15
     is the map's maximum on the object? -> BoolTensor [B].
 
     A hit if the point of maximal relevance lies within ``tolerance`` pixels (Euclidean) of a mask
-    pixel; the paper uses 15 px at 224 px. A patch-grid map points with its maximal cell, whose
-    location is the cell centre in pixel coordinates, ``((i + 1/2) s - 1/2, (j + 1/2) s - 1/2)`` for
-    cell size ``s``; a pixel map points with its maximal pixel (``s = 1``). With 16 px patches and
-    15 px tolerance, any patch that overlaps the mask is a hit (its pixels are <= 10.7 px from
-    its centre), and a patch whose centre is within 15 px of the object also counts. Ties: if
-    several cells share the maximum, the image is a hit only if *every* tied cell is a hit, so a
-    flat map earns nothing (Quantus 0.6 counts a hit if *any* tied maximum is in the mask, without
-    tolerance). An empty mask raises.
+    pixel; the paper uses 15 px at 224 px. A pixel map points with its maximal pixel. A patch-grid
+    map points with its maximal cell, i.e. with the block of pixels it covers, and is a hit if the
+    nearest of those pixels is within ``tolerance`` of the mask: the cell, grown by the tolerance,
+    overlaps the object (``tolerance=0``: the patch overlaps the object). This is the pixel rule
+    applied to the map upsampled to pixels, crediting any pixel of the maximal patch, since a
+    patch map cannot say where inside the patch it points. Ties: if several cells share the
+    maximum, the image is a hit only if *every* tied cell is a hit, so a flat map earns nothing
+    (Quantus 0.6 counts a hit if *any* tied maximum is in the mask, and has no tolerance).
+    An empty mask raises.
     """
     _check_batch(maps, masks, "masks")
     if not masks.flatten(1).any(1).all():
         raise ValueError("every mask needs at least one object pixel; drop images without object")
-    centre_distance = _centre_distance_to_mask(masks.to(maps.device), maps.shape[-2:])
+    cell_distance = _cell_distance_to_mask(masks.to(maps.device), maps.shape[-2:])
     is_max = maps == maps.flatten(1).amax(1)[:, None, None]
-    return ((centre_distance <= tolerance) | ~is_max).flatten(1).all(1)
+    return ((cell_distance <= tolerance) | ~is_max).flatten(1).all(1)
 
 
-def _centre_distance_to_mask(masks: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """Euclidean distance (px) from each cell centre to the nearest mask pixel: [B, h, w].
+def _cell_distance_to_mask(masks: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Euclidean distance (px) from each map cell's nearest pixel to the nearest mask pixel: [B, h, w].
 
-    Exact and separable: ``d^2 = min_x' [(cx - x')^2 + min_y' {(cy - y')^2 : mask(y', x')}]``
-    (Felzenszwalb & Huttenlocher 2012), one image at a time to bound memory at pixel resolution.
+    Exact and separable: ``d^2 = min_x' [dx(c, x')^2 + min_y' {dy(c, y')^2 : mask(y', x')}]``, with
+    ``dy(c, y')`` the gap between row ``y'`` and the cell's rows (0 inside), cf. Felzenszwalb &
+    Huttenlocher 2012; one image at a time to bound memory at pixel resolution.
     """
     (h, w), (H, W) = grid, masks.shape[-2:]
     cell_h, cell_w = _cell_size(torch.empty(h, w), masks.shape)
 
-    def squared_offsets(n_cells: int, cell: int, n_pixels: int) -> torch.Tensor:
-        centres = (torch.arange(n_cells, device=masks.device) + 0.5) * cell - 0.5
-        return (centres[:, None] - torch.arange(n_pixels, device=masks.device)[None, :]) ** 2
+    def squared_gaps(n_cells: int, cell: int, n_pixels: int) -> torch.Tensor:
+        first = torch.arange(n_cells, device=masks.device)[:, None] * cell  # [cells, 1]
+        pixel = torch.arange(n_pixels, device=masks.device)[None, :]  # [1, pixels]
+        gap = torch.maximum(first - pixel, pixel - (first + cell - 1)).clamp(min=0)
+        return gap.float() ** 2
 
-    dy2, dx2 = squared_offsets(h, cell_h, H), squared_offsets(w, cell_w, W)  # [h, H], [w, W]
+    dy2, dx2 = squared_gaps(h, cell_h, H), squared_gaps(w, cell_w, W)  # [h, H], [w, W]
 
     def one_image(mask: torch.Tensor) -> torch.Tensor:
         source = torch.where(mask, 0.0, math.inf)  # [H, W]
@@ -230,7 +234,7 @@ def relevance_rank(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
     flat = maps.flatten(1)
     generator = torch.Generator().manual_seed(seed)
     shuffle = torch.randperm(flat.shape[1], generator=generator).to(flat.device)
-    order = shuffle[flat[:, shuffle].argsort(1, descending=True, stable=True)]
+    order = shuffle[flat[:, shuffle].argsort(dim=1, descending=True, stable=True)]
     return order.argsort(1)
 
 
