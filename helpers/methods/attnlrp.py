@@ -1,0 +1,379 @@
+"""AttnLRP / CP-LRP with Gamma rules for Hugging Face ``ViTForImageClassification``.
+
+Layer-wise Relevance Propagation redistributes the target logit ``f_t(x)`` backwards, layer by
+layer, onto the input pixels. We use the *gradient x input* formulation of lxt (Achtibat et al.,
+"AttnLRP: Attention-Aware Layer-wise Relevance Propagation for Transformers", ICML 2024):
+every LRP rule is written as a modified backward pass, and the pixel relevance is
+
+    R(x) = x * d~f_t / dx        (d~ = the gradient with the rules below in place)
+
+summed over the colour channels (``resolution="pixel"``) or over each patch (``"patch"``).
+The map is signed (positive = evidence for the target) and conserves relevance: with biases,
+the CLS token and the position embeddings set to zero, ``sum R = f_t(x)`` (tested); with them,
+part of ``f_t`` goes to those constants instead of the pixels.
+
+Rules, module by module (``layer_map(model, ...)`` prints them for a given model):
+
+- LayerNorm: identity rule -- the standard deviation is detached (lxt's ``layer_norm_forward``),
+  so LayerNorm acts as the linear map ``(x - mean) / std * w`` in the backward pass.
+- MLP activation (GELU): identity rule (lxt's ``identity_rule_implicit``: gradient = f(x)/x).
+- Attention, ``variant="cp"`` (default, lxt's map for torchvision's ViT): CP-LRP (Ali et al.,
+  "XAI for Transformers: Better Explanations through Conservative Propagation", ICML 2022) --
+  q and k are detached, so no relevance flows through q.k^T and the softmax; the attention
+  matrix A acts as fixed weights and A.v is linear in v (LRP-0 via the plain gradient).
+- Attention, ``variant="attnlrp"``: full AttnLRP, exactly lxt's ``wrap_attention_forward`` for
+  Hugging Face attention: the gradients of q and k are divided by 4 and of v by 2 -- the uniform
+  rule on the two bilinear products q.k^T and A.v (each factor gets half); the softmax keeps its
+  plain gradient, which in the gradient x input form *is* AttnLRP's softmax rule
+  ``R_in = x (R_out - s * sum R_out)`` (Proposition 3.1). This variant is not conservative
+  through the softmax by design of the paper.
+- Residual additions, the CLS token and position embeddings: plain gradient x input.
+- Patch-embedding Conv2d: Gamma(``conv_gamma``); Linear layers: Gamma(``lin_gamma``) on the MLP
+  (``fc1``, ``fc2``) and the classifier. This matches lxt's torchvision path, where zennit's
+  ``(Linear -> Gamma)`` map reaches only those layers (torchvision's attention projections are
+  not called as modules). ``gamma_in_attention=True`` also puts Gamma(``lin_gamma``) on the
+  q/k/v/o projections (under CP-LRP q and k receive no relevance anyway). Layers without Gamma
+  use the plain gradient (LRP-0). ``None`` means "no Gamma"; ``0`` runs the Gamma rule with
+  gamma = 0, which equals LRP-0 up to the stabiliser.
+
+The Gamma rule (Montavon et al., "Layer-Wise Relevance Propagation: An Overview", 2019; zennit's
+generalised form for signed inputs) for ``y = Wx + b``, upper relevance ``R = y * grad_y``:
+
+    R_in = x+ (c+ (W + gW+) + c- (W + gW-)) + x- (c+ (W + gW-) + c- (W + gW+))
+    c+ = [y > 0] R / (y + g (W+x+ + W-x- + b+)),   c- = [y < 0] R / (y + g (W-x+ + W+x- + b-))
+
+and the gradient handed on is ``R_in / x``. This is exactly zennit 0.5.1's ``Gamma`` under lxt's
+``monkey_patch_zennit`` (tested to 1e-5), but computed in one backward with two extra products
+(``|W||x|`` and ``c |W|``: ``W+x+ + W-x- = (Wx + |W||x|)/2`` and likewise in the backward)
+instead of zennit's four re-run modified forwards -- and without patching zennit or lxt classes.
+
+No side effects: lxt's own patches replace ``forward`` of whole classes for the whole process.
+Here the rules are installed as *instance-level* ``forward`` attributes on this model's modules
+only, with the model in eval mode (dropout off), and removed in a ``finally`` block; no hooks,
+no configuration changes. ``presets`` and gammas: pass a ``preset`` name from ``PRESETS`` *or*
+explicit ``conv_gamma``/``lin_gamma`` (passing both raises); nothing at all means no Gamma.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PRESETS = {
+    "none": (None, None),
+    "conservative": (0.5, 0.1),
+    "balanced": (1.0, 0.5),
+    "aggressive": (10.0, 1.0),
+    "very_aggressive": (100.0, 1.0),
+}
+VARIANTS = ("cp", "attnlrp")
+_GAMMA_EPSILON = 1e-6  # zennit's default stabiliser of the Gamma denominators
+_INPUT_EPSILON = 1e-10  # lxt's stabiliser when turning relevance back into a gradient
+_REMOVED_IN_TRANSFORMERS_5 = "find_pruneable_heads_and_indices"
+_MISSING = object()
+
+
+# --------------------------------------------------------------------------- lxt import
+def _not_available_in_transformers_5(*args, **kwargs):
+    raise NotImplementedError(
+        f"{_REMOVED_IN_TRANSFORMERS_5} was removed in transformers 5; lxt's BERT head pruning "
+        "cannot be used with this transformers version."
+    )
+
+
+@cache
+def _lxt():
+    """Import ``lxt.efficient`` (lxt 2.1) under transformers 5.
+
+    lxt 2.1's BERT model file imports ``find_pruneable_heads_and_indices`` from
+    ``transformers.pytorch_utils``, which transformers 5 removed, so ``import lxt.efficient``
+    fails. We set a stand-in on that module only for the import (it raises if ever called; only
+    lxt's BERT pruning would call it) and remove it again, leaving transformers untouched.
+    """
+    import transformers.pytorch_utils as pytorch_utils
+
+    shimmed = not hasattr(pytorch_utils, _REMOVED_IN_TRANSFORMERS_5)
+    if shimmed:
+        setattr(pytorch_utils, _REMOVED_IN_TRANSFORMERS_5, _not_available_in_transformers_5)
+    try:
+        return importlib.import_module("lxt.efficient")
+    finally:
+        if shimmed:
+            delattr(pytorch_utils, _REMOVED_IN_TRANSFORMERS_5)
+
+
+# ------------------------------------------------------------------------ Gamma rule
+def _stabilize(tensor, epsilon):
+    """zennit's ``stabilize``: move every entry ``epsilon`` away from zero (zero goes up)."""
+    return tensor + ((tensor == 0).to(tensor) + tensor.sign()) * epsilon
+
+
+@dataclass(frozen=True)
+class _LinearOps:
+    """The affine map of an ``nn.Linear`` and its transposed (input-gradient) map."""
+
+    def forward(self, x, weight, bias):
+        return F.linear(x, weight, bias)
+
+    def transposed(self, grad, weight, input_shape):
+        return grad @ weight
+
+    def as_bias(self, bias):
+        return bias
+
+
+@dataclass(frozen=True)
+class _Conv2dOps:
+    """The affine map of an ``nn.Conv2d`` (zero padding) and its transposed map."""
+
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+
+    def forward(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def transposed(self, grad, weight, input_shape):
+        return torch.nn.grad.conv2d_input(
+            input_shape, weight, grad, self.stride, self.padding, self.dilation, self.groups
+        )
+
+    def as_bias(self, bias):
+        return bias.view(1, -1, 1, 1)
+
+
+def _layer_ops(module):
+    if isinstance(module, nn.Linear):
+        return _LinearOps()
+    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
+        return _Conv2dOps(module.stride, module.padding, module.dilation, module.groups)
+    raise TypeError(f"the Gamma rule supports nn.Linear and zero-padded nn.Conv2d, not {module}")
+
+
+class _GammaRule(torch.autograd.Function):
+    """Forward: the layer unchanged. Backward: zennit's Gamma rule in gradient x input form."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, ops):
+        output = ops.forward(x, weight, bias)
+        ctx.save_for_backward(x, weight, bias, output)
+        ctx.gamma, ctx.ops = gamma, ops
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight, bias, y = ctx.saved_tensors
+        gamma, ops = ctx.gamma, ctx.ops
+        weighted = y if bias is None else y - ops.as_bias(bias)  # Wx
+        magnitude = ops.forward(x.abs(), weight.abs(), None)  # |W||x|
+        positive = (weighted + magnitude) / 2  # W+x+ + W-x-
+        negative = (weighted - magnitude) / 2  # W-x+ + W+x-
+        if bias is not None:
+            positive = positive + ops.as_bias(bias.clamp(min=0))
+            negative = negative + ops.as_bias(bias.clamp(max=0))
+        relevance = grad_output * y
+        share_pos = (y > 0) * relevance / _stabilize(y + gamma * positive, _GAMMA_EPSILON)
+        share_neg = (y < 0) * relevance / _stabilize(y + gamma * negative, _GAMMA_EPSILON)
+        plain = ops.transposed(share_pos + share_neg, weight, x.shape)  # c W
+        signed = ops.transposed(share_pos - share_neg, weight.abs(), x.shape)  # (c+ - c-) |W|
+        to_positive = plain + gamma * (plain + signed) / 2  # c+ (W + gW+) + c- (W + gW-)
+        to_negative = plain + gamma * (plain - signed) / 2  # c+ (W + gW-) + c- (W + gW+)
+        relevance_in = x.clamp(min=0) * to_positive + x.clamp(max=0) * to_negative
+        return relevance_in / _stabilize(x, _INPUT_EPSILON), None, None, None, None
+
+
+def gamma_forward(module, gamma):
+    """A forward for ``module`` (Linear/Conv2d) whose backward applies Gamma(``gamma``)."""
+    ops = _layer_ops(module)
+
+    def forward(x):
+        bias = None if module.bias is None else module.bias.detach()
+        return _GammaRule.apply(x, module.weight.detach(), bias, float(gamma), ops)
+
+    return forward
+
+
+# ------------------------------------------------------------------------ rule plan
+@dataclass(frozen=True)
+class _Rule:
+    """One module's rule: a description and a factory ``(module, forward) -> new forward``."""
+
+    description: str
+    make_forward: Callable
+
+
+def _plain_or_gamma(gamma):
+    if gamma is None:
+        return _Rule("LRP-0 (plain gradient x input)", lambda module, forward: forward)
+    return _Rule(f"Gamma(gamma={gamma:g})", lambda module, forward: gamma_forward(module, gamma))
+
+
+def _then(rule, description, output_rule):
+    """``rule`` followed by an output-side rule (a stop- or divide-gradient on its output)."""
+
+    def make_forward(module, forward):
+        inner = rule.make_forward(module, forward)
+        return lambda x: output_rule(inner(x))
+
+    return _Rule(f"{rule.description}, then {description}", make_forward)
+
+
+def _attention_rules(variant, projection_rule):
+    """Rules for q/k/v projections implementing the attention part of ``variant``."""
+    rules = _lxt().rules
+    if variant == "cp":
+        detach = _then(projection_rule, "stop-gradient (CP-LRP)", rules.stop_gradient)
+        return {"q_proj": detach, "k_proj": detach, "v_proj": projection_rule}
+    quarter = _then(projection_rule, "gradient / 4 (uniform rule, AttnLRP)",
+                    lambda t: rules.divide_gradient(t, 4))
+    half = _then(projection_rule, "gradient / 2 (uniform rule, AttnLRP)",
+                 lambda t: rules.divide_gradient(t, 2))
+    return {"q_proj": quarter, "k_proj": quarter, "v_proj": half}
+
+
+def _vit_body(model):
+    vit = getattr(model, "vit", None)
+    if vit is None or not hasattr(vit, "layers") or not hasattr(model, "classifier"):
+        raise TypeError(
+            "attnlrp needs a Hugging Face ViTForImageClassification (transformers >= 5: "
+            f"model.vit.layers, model.classifier); got {type(model).__name__}."
+        )
+    return vit
+
+
+def _rule_plan(model, conv_gamma, lin_gamma, variant, gamma_in_attention):
+    """List of (module name, module, rule) for every module whose backward is modified."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    vit = _vit_body(model)
+    lxt = _lxt()
+    layer_norm = _Rule("identity rule (std detached)",
+                       lambda module, forward: lxt.patches.layer_norm_forward.__get__(module))
+    activation = _Rule("identity rule",
+                       lambda module, forward: lambda x: lxt.rules.identity_rule_implicit(forward, x))
+    mlp_linear = _plain_or_gamma(lin_gamma)
+    projection = mlp_linear if gamma_in_attention else _plain_or_gamma(None)
+    attention = _attention_rules(variant, projection)
+
+    modules = [(vit.embeddings.patch_embeddings.projection, _plain_or_gamma(conv_gamma))]
+    for layer in vit.layers:
+        modules += [(getattr(layer.attention, name), attention[name]) for name in attention]
+        modules += [(layer.attention.o_proj, projection), (layer.mlp.fc1, mlp_linear),
+                    (layer.mlp.activation_fn, activation), (layer.mlp.fc2, mlp_linear)]
+    modules += [(module, layer_norm) for module in model.modules() if isinstance(module, nn.LayerNorm)]
+    modules.append((model.classifier, mlp_linear))
+    names = {module: name for name, module in model.named_modules()}
+    return [(names[module], module, rule) for module, rule in modules]
+
+
+def resolve_gammas(preset=None, conv_gamma=None, lin_gamma=None):
+    """``(conv_gamma, lin_gamma)`` from a preset name or explicit values (not both)."""
+    if preset is not None:
+        if conv_gamma is not None or lin_gamma is not None:
+            raise ValueError(
+                "pass either preset=... or conv_gamma/lin_gamma, not both "
+                f"(got preset={preset!r}, conv_gamma={conv_gamma}, lin_gamma={lin_gamma})"
+            )
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[preset]
+    for name, gamma in (("conv_gamma", conv_gamma), ("lin_gamma", lin_gamma)):
+        if gamma is not None and not float(gamma) >= 0:
+            raise ValueError(f"{name} must be a number >= 0 or None (no Gamma), got {gamma!r}")
+    return conv_gamma, lin_gamma
+
+
+def layer_map(model, preset=None, conv_gamma=None, lin_gamma=None, variant="cp",
+              gamma_in_attention=False):
+    """Printable table of which rule each module of ``model`` gets (layer indices folded)."""
+    conv_gamma, lin_gamma = resolve_gammas(preset, conv_gamma, lin_gamma)
+    plan = _rule_plan(model, conv_gamma, lin_gamma, variant, gamma_in_attention)
+    rows = {}
+    for name, module, rule in plan:
+        pattern = re.sub(r"\.\d+\.", ".*.", name)
+        rows.setdefault((pattern, type(module).__name__, rule.description), 0)
+        rows[(pattern, type(module).__name__, rule.description)] += 1
+    softmax = ("no relevance (q, k detached: CP-LRP)" if variant == "cp"
+               else "plain gradient x input = AttnLRP softmax rule")
+    lines = [f"{pattern}  [{kind} x{count}]: {description}"
+             for (pattern, kind, description), count in rows.items()]
+    lines += [f"attention softmax(q.k^T): {softmax}",
+              "attention matmuls q.k^T, A.v: " + ("A fixed, A.v linear in v (LRP-0)" if variant == "cp"
+                                                 else "uniform rule (q, k / 4, v / 2)"),
+              "residual additions, CLS token, position embeddings: plain gradient x input"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- applying rules
+@contextmanager
+def rules_applied(model, plan):
+    """Install the plan's forwards on these module *instances*, in eval mode; undo on exit."""
+    new_forwards = {module: rule.make_forward(module, module.forward) for _, module, rule in plan}
+    saved_forwards = {module: module.__dict__.get("forward", _MISSING) for module in new_forwards}
+    saved_training = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        for module, forward in new_forwards.items():
+            module.forward = forward
+        yield model
+    finally:
+        for module, forward in saved_forwards.items():
+            if forward is _MISSING:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = forward
+        for module, training in saved_training.items():
+            module.training = training
+
+
+def input_relevance(model, pixel_values, targets, *, conv_gamma=None, lin_gamma=None,
+                    variant="cp", gamma_in_attention=False):
+    """Pixel relevance ``x * d~f_t/dx`` [B, C, H, W] and the logits of that same forward [B, K]."""
+    plan = _rule_plan(model, conv_gamma, lin_gamma, variant, gamma_in_attention)
+    if targets.shape != (pixel_values.shape[0],):
+        raise ValueError(f"targets must have shape [{pixel_values.shape[0]}], got {tuple(targets.shape)}")
+    inputs = pixel_values.detach().clone().requires_grad_(True)
+    with rules_applied(model, plan), torch.enable_grad():
+        logits = model(pixel_values=inputs).logits
+        target_logits = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
+        (gradient,) = torch.autograd.grad(target_logits, inputs)
+    return (inputs * gradient).detach(), logits.detach()
+
+
+def attnlrp(model, pixel_values, targets, *, resolution="patch", preset=None, conv_gamma=None,
+            lin_gamma=None, variant="cp", gamma_in_attention=False):
+    """AttnLRP (Achtibat et al. 2024) relevance of ``targets`` for a HF ViT classifier.
+
+    Returns [B, H, W] (summed over colour channels) for ``resolution="pixel"``, else [B, h, w]
+    (summed per patch, the same total). ``preset`` (a key of ``PRESETS``) or explicit
+    ``conv_gamma``/``lin_gamma`` choose the Gamma rules; ``variant`` is ``"cp"`` (CP-LRP in the
+    attention, lxt's ViT default) or ``"attnlrp"``. See the module docstring for every rule.
+    """
+    if resolution not in ("patch", "pixel"):
+        raise ValueError(f"resolution must be 'patch' or 'pixel', got {resolution!r}")
+    conv_gamma, lin_gamma = resolve_gammas(preset, conv_gamma, lin_gamma)
+    relevance, _ = input_relevance(model, pixel_values, targets, conv_gamma=conv_gamma,
+                                   lin_gamma=lin_gamma, variant=variant,
+                                   gamma_in_attention=gamma_in_attention)
+    pixel_map = relevance.sum(dim=1)
+    if resolution == "pixel":
+        return pixel_map
+    return sum_per_patch(pixel_map, model.config.patch_size)
+
+
+def sum_per_patch(pixel_map, patch_size):
+    """[B, H, W] -> [B, H/p, W/p]: the relevance of each p x p patch (sums are kept)."""
+    batch, height, width = pixel_map.shape
+    patches = pixel_map.reshape(batch, height // patch_size, patch_size, width // patch_size, patch_size)
+    return patches.sum(dim=(2, 4))
+
+
+attnlrp.native_pixel = True
