@@ -125,11 +125,15 @@ def model_fingerprint(model) -> str:
     return hashlib.sha1(weight.tobytes()).hexdigest()[:8]
 
 
+def model_tag(model) -> str:
+    """``<model name>-<fingerprint>``, e.g. ``vit-base-patch16-224-1a2b3c4d``."""
+    return f"{Path(str(model.config.name_or_path or 'model')).name}-{model_fingerprint(model)}"
+
+
 def cache_key(model, dataset) -> str:
-    """``<model name>-<fingerprint>_<dataset name>``, e.g. ``vit-base-patch16-224-1a2b3c4d_imagenet-a``."""
-    model_name = Path(str(model.config.name_or_path or "model")).name
+    """``<model tag>_<dataset name>``, e.g. ``vit-base-patch16-224-1a2b3c4d_imageneta``."""
     data_name = getattr(dataset, "name", None) or getattr(dataset, "split", None) or type(dataset).__name__
-    return f"{model_name}-{model_fingerprint(model)}_{data_name}".lower().replace(" ", "-")
+    return f"{model_tag(model)}_{data_name}".lower().replace(" ", "-")
 
 
 def dataset_ids(dataset) -> list[str | None]:
@@ -225,10 +229,13 @@ def select_samples(df: pd.DataFrame, n_correct: int, n_incorrect: int, seed: int
     return pd.concat(picked, ignore_index=True)
 
 
-def save_selection(selection: pd.DataFrame, world: str | None = None, dataset_options: dict | None = None) -> Path:
-    """Write the selection (its rows and how to rebuild its dataset) to ``selection.json``."""
+def save_selection(selection: pd.DataFrame, world: str | None = None, dataset_options: dict | None = None,
+                   model=None) -> Path:
+    """Write the selection to ``selection.json``: its rows, how to rebuild its dataset
+    (``dataset_options`` for :func:`helpers.world.load_dataset`) and the model it was made with."""
     path = cache_dir(world) / "selection.json"
-    payload = {"dataset": dataset_options or {}, "rows": selection.to_dict(orient="records")}
+    payload = {"model": model_tag(model) if model is not None else None,
+               "dataset": dataset_options or {}, "rows": selection.to_dict(orient="records")}
     path.write_text(json.dumps(payload, indent=1, default=_json_default))
     return path
 
@@ -239,34 +246,43 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def load_selection(world: str | None = None, model=None, n_correct: int = 4, n_incorrect: int = 4,
-                   seed: int = 0, n_per_class: int | None = None, batch_size: int = 32):
+def load_selection(world: str | None = None, model=None, processor=None, n_correct: int = 4,
+                   n_incorrect: int = 4, seed: int = 0, n_per_class: int | None = None,
+                   batch_size: int = 32):
     """The samples chosen in notebook 01 -> ``(rows, pixel_values, dataset)``.
 
     ``rows``: the selection's prediction rows (``group`` = correct / incorrect); ``pixel_values``:
     ``[N, 3, 224, 224]`` in the same order; ``dataset``: the dataset they come from. If
-    ``selection.json`` is missing (notebook 01 not run), it is made here: classify the adversarial
-    split (``n_per_class`` images per class), then :func:`select_samples`.
+    ``selection.json`` is missing (notebook 01 not run) or was made with another model than
+    ``model``, the selection is made here: classify the adversarial split (``n_per_class`` images
+    per class; cached), then :func:`select_samples` with ``n_correct``, ``n_incorrect``, ``seed``.
     """
+    from .models import load_model
     from .world import load_dataset
 
     path = cache_dir(world) / "selection.json"
-    if not path.exists():
+    payload = json.loads(path.read_text()) if path.exists() else None
+    if payload is None or (model is not None and payload.get("model") != model_tag(model)):
         if model is None:
-            from .models import load_model
-
-            model, _ = load_model(world=world)
+            model, processor = load_model(world=world)
         options = {"split": "adversarial", "n_per_class": n_per_class, "seed": seed}
-        dataset = load_dataset(world=world, **options)
+        dataset = load_dataset(world=world, processor=processor, **options)
         df = load_or_predict(model, dataset, world=world, batch_size=batch_size)
-        save_selection(select_samples(df, n_correct, n_incorrect, seed), world, options)
-    payload = json.loads(path.read_text())
+        save_selection(select_samples(df, n_correct, n_incorrect, seed), world, options, model)
+        payload = json.loads(path.read_text())
     rows = pd.DataFrame(payload["rows"])
-    dataset = load_dataset(world=world, **payload["dataset"])
-    position = {item_id: n for n, item_id in enumerate(dataset_ids(dataset))}
-    absent = [i for i in rows["id"] if i not in position]
-    if absent:
-        raise KeyError(f"{len(absent)} selected ids (e.g. {absent[0]!r}) are not in the dataset any "
-                       f"more; delete {path.name} from the cache folder to select again")
-    pixel_values = torch.stack([dataset[position[i]]["pixel_values"] for i in rows["id"]])
+    dataset = load_dataset(world=world, processor=processor, **payload["dataset"])
+    try:
+        pixel_values = pixel_values_of(dataset, rows["id"])
+    except KeyError as missing:
+        raise KeyError(f"{missing.args[0]} Delete {path.name} from data/cache/ to select again.") from None
     return rows, pixel_values, dataset
+
+
+def pixel_values_of(dataset, ids) -> torch.Tensor:
+    """The images with the given ids, stacked in that order: ``[N, 3, H, W]``."""
+    position = {item_id: n for n, item_id in enumerate(dataset_ids(dataset))}
+    absent = [i for i in ids if i not in position]
+    if absent:
+        raise KeyError(f"{len(absent)} ids (e.g. {absent[0]!r}) are not in the dataset.")
+    return torch.stack([dataset[position[i]]["pixel_values"] for i in ids])

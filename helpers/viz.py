@@ -261,8 +261,10 @@ def reliability_diagram(ax, bins, ece: float, title: str | None = None):
     width = float(bins["upper"].iloc[0] - bins["lower"].iloc[0])
     ax.bar(filled["lower"], filled["accuracy"], width=width, align="edge", color="#4393c3",
            edgecolor="white", label="accuracy in bin")
-    ax.bar(filled["lower"], filled["confidence"] - filled["accuracy"], bottom=filled["accuracy"],
-           width=width, align="edge", color=WRONG_COLOUR, alpha=0.3, label="gap to confidence")
+    gap_bottom = np.minimum(filled["accuracy"], filled["confidence"])
+    ax.bar(filled["lower"], (filled["confidence"] - filled["accuracy"]).abs(), bottom=gap_bottom,
+           width=width, align="edge", fill=False, hatch="///", edgecolor=WRONG_COLOUR, lw=0.8,
+           label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], "--", color="black", lw=1, label="perfect calibration")
     for _, row in filled.iterrows():
         ax.text(row["lower"] + width / 2, 0.01, str(int(row["count"])), ha="center", va="bottom",

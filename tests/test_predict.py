@@ -159,3 +159,20 @@ def test_accuracy_tables():
     assert table["top-1 %"].tolist() == [75.0, 25.0]
     per_class = P.per_class_accuracy(df)
     assert per_class.index.tolist() == ["b", "a"] and per_class["accuracy"].tolist() == [0.5, 1.0]
+
+
+def test_load_selection_rebuilds_the_dataset_and_follows_the_model(model, monkeypatch):
+    import helpers.world
+
+    monkeypatch.setattr(helpers.world, "load_dataset", lambda world=None, processor=None, **kw: FakeDataset())
+    df = P.load_or_predict(model, FakeDataset(), world="offline", progress=False)
+    chosen = P.select_samples(df.assign(correct=[True, False] * 4 + [True]), 2, 2, seed=0)
+    P.save_selection(chosen, "offline", {"split": "adversarial"}, model=model)
+    rows, pixels, _ = P.load_selection("offline", model=model, n_correct=1, n_incorrect=1)
+    assert rows["id"].tolist() == chosen["id"].tolist()  # kept: same model
+    positions = [FakeDataset().ids.index(i) for i in rows["id"]]
+    assert torch.equal(pixels, FakeDataset().images[positions])
+    with torch.no_grad():
+        model.classifier.weight.add_(1.0)  # "retrained": the selection is made again
+    rows, pixels, _ = P.load_selection("offline", model=model, n_correct=1, n_incorrect=1)
+    assert len(rows) == 2 and len(pixels) == 2

@@ -1,0 +1,114 @@
+"""The shape of every notebook (CONTRIBUTING.md), checked without executing anything:
+
+- a ``.py`` twin (jupytext py:percent) with the same cells;
+- first code cell = ``helpers.colab.BOOTSTRAP``; second code cell tagged ``parameters`` and
+  assigning ``WORLD`` and ``CI``;
+- a ``# NN · Title``, *What you will learn*, *Summary* and *Exercises*;
+- every ``save(fig, "...")`` names its figure after the notebook's number;
+- the saved outputs do not leak this machine's paths.
+"""
+import ast
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from helpers.colab import BOOTSTRAP
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
+def notebook(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def _code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _markdown(nb):
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+
+
+def test_py_twin_has_the_same_cells(notebook):
+    path, nb = notebook
+    twin = path.with_suffix(".py")
+    assert twin.exists(), f"{twin.name} is missing: run `make sync`"
+    paired = jupytext.read(twin)
+    cells = [(c.cell_type, c.source.strip()) for c in nb.cells]
+    twin_cells = [(c.cell_type, c.source.strip()) for c in paired.cells]
+    assert twin_cells == cells, f"{path.name} and {twin.name} differ: run `make sync`"
+    tags = [c.metadata.get("tags", []) for c in _code_cells(paired)]
+    assert tags == [c.metadata.get("tags", []) for c in _code_cells(nb)], "cell tags differ"
+
+
+def test_first_code_cell_is_the_bootstrap(notebook):
+    _, nb = notebook
+    assert _code_cells(nb)[0].source == BOOTSTRAP, "run `make sync` to rewrite the bootstrap cell"
+
+
+def test_second_code_cell_is_parameters_with_world_and_ci(notebook):
+    _, nb = notebook
+    cell = _code_cells(nb)[1]
+    assert "parameters" in cell.metadata.get("tags", []), "tag the second code cell `parameters`"
+    assigned = {target.id for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    assert {"WORLD", "CI", "SEED", "DEVICE"} <= assigned, f"parameters cell assigns only {assigned}"
+    assert "COURSE_WORLD" in cell.source and "COURSE_SCALE" in cell.source
+
+
+def test_title_learning_goals_summary_and_exercises(notebook):
+    path, nb = notebook
+    first = nb.cells[0]
+    number = path.name[:2]
+    assert first.cell_type == "markdown" and re.match(rf"# {number} · \S", first.source), \
+        f"the first cell must be a markdown title '# {number} · Title'"
+    text = _markdown(nb)
+    for heading in ("What you will learn", "Summary", "Exercises"):
+        assert re.search(rf"^(#+ .*|\*\*?){heading}", text, re.M | re.I), \
+            f"no '{heading}' heading (or bold line)"
+    exercises = text[re.search(r"^#+ .*Exercises", text, re.M | re.I).end():]
+    assert 2 <= len(re.findall(r"^\s*(?:\d+\.|[-*]) ", exercises, re.M)) <= 6, "give 2-4 exercises"
+
+
+def _saved_figure_names(source: str):
+    """The name argument of every ``save(...)`` / ``viz.save(...)`` call: its literal prefix, or
+    None when it is not a (format) string literal."""
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if not (isinstance(func, ast.Name) and func.id == "save"
+                or isinstance(func, ast.Attribute) and func.attr == "save"
+                and isinstance(func.value, ast.Name) and func.value.id == "viz"):
+            continue
+        name = node.args[1] if len(node.args) > 1 else next(
+            (k.value for k in node.keywords if k.arg == "name"), None)
+        if isinstance(name, ast.JoinedStr):
+            name = name.values[0] if name.values else None
+        yield name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
+
+
+def test_figures_are_named_after_the_notebook(notebook):
+    path, nb = notebook
+    names = [n for cell in _code_cells(nb) for n in _saved_figure_names(cell.source)]
+    assert names, f"{path.name} saves no figure with helpers.viz.save"
+    for name in names:
+        assert name is not None and name.startswith(path.name[:3]), \
+            f"figure name {name!r} in {path.name} must be a literal starting with {path.name[:3]!r}"
+
+
+def test_outputs_do_not_leak_machine_paths(notebook):
+    path, _ = notebook
+    text = path.read_text()
+    for private in {str(ROOT), sys.prefix, str(Path.home())} - {"/", ""}:
+        assert private not in text, f"{path.name} outputs contain a local path; clear or rerun"
