@@ -106,16 +106,17 @@ def _as_image(image) -> np.ndarray:
     return to_image(arr) if arr.ndim == 3 and arr.shape[0] == 3 else arr
 
 
-def overlay(ax, image, heatmap, alpha: float = 0.55, cmap: str = HEATMAP_CMAP,
+def overlay(ax, image, heatmap, alpha: float = 0.6, cmap: str = HEATMAP_CMAP,
             title: str | None = None, colorbar: bool = False):
-    """Draw ``heatmap`` (any ``[h, w]``) over ``image``: upsampled bilinearly to the image size and
-    min-max normalised to [0, 1] (see the module docstring); ``image=None`` shows the map alone.
-    Returns the heatmap's AxesImage, so a caller can attach a shared colour bar."""
+    """Draw ``heatmap`` (any ``[h, w]``) over a grey copy of ``image`` (so the image's own colours do
+    not mix with the colormap): upsampled bilinearly to the image size and min-max normalised to
+    [0, 1] (see the module docstring); ``image=None`` shows the map alone. Returns the heatmap's
+    AxesImage, so a caller can attach a shared colour bar."""
     if image is None:
         shown, alpha = normalise(heatmap), 1.0
     else:
         image = _as_image(image)
-        ax.imshow(image, interpolation="bilinear")
+        ax.imshow(image.mean(axis=-1), cmap="gray", vmin=0, vmax=1, interpolation="bilinear")
         shown = normalise(upsample(heatmap, image.shape[:2]))
     handle = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
     _clean(ax, title)
