@@ -8,10 +8,12 @@ Maps are ``[B, h, w]``: the patch grid of ``helpers.explain`` (``h = H / patch``
 ``H/h x W/w`` block of pixels; the helpers below state how cells and pixels are compared.
 
 - Localisation against a ground-truth mask: :func:`pointing_game` (Zhang et al. 2018),
-  :func:`relevance_mass` (Arras et al. 2022).
-- Faithfulness: :func:`deletion_insertion` (Petsiuk et al. 2018), with :func:`random_order_maps`
-  as the baseline every method must beat.
-- Sanity: :func:`cascading_randomization` (Adebayo et al. 2018).
+  :func:`relevance_mass` (Arras et al. 2022), via :func:`mask_fraction_per_cell`.
+- Faithfulness: :func:`deletion_insertion` (Petsiuk et al. 2018), built from
+  :func:`perturbation_curve` and :func:`area_under_curve`, with :func:`random_order_maps` as the
+  baseline every method must beat.
+- Sanity: :func:`cascading_randomization` (Adebayo et al. 2018) over
+  :func:`vit_randomization_stages`, scored by :func:`spearman_per_image`.
 - Uncertainty: :func:`bootstrap_ci`, :func:`wilson_interval`.
 - Cost: :func:`seconds_per_image`, :func:`relative_cost`.
 """
@@ -42,6 +44,7 @@ def _cell_size(maps: torch.Tensor, pixel_shape: Sequence[int]) -> tuple[int, int
 
 
 def _check_batch(maps: torch.Tensor, other: torch.Tensor, name: str) -> None:
+    """Raise unless ``maps`` is ``[B, h, w]`` with the same ``B`` as ``other``."""
     if maps.dim() != 3 or maps.shape[0] != other.shape[0]:
         raise ValueError(
             f"expected maps [B, h, w] and {name} with the same B, got {tuple(maps.shape)} and "
@@ -71,8 +74,13 @@ def _logits(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
-def _as_targets(targets, batch: int, device) -> torch.Tensor:
-    """An int, a sequence or a tensor of class indices -> LongTensor [B]."""
+def _as_targets(model, pixel_values: torch.Tensor, targets) -> torch.Tensor:
+    """Targets as LongTensor [B] on the images' device: ``None`` = the model's prediction, an int
+    (every image), or one class per image (a sequence or a tensor)."""
+    if targets is None:
+        with torch.no_grad():
+            return _logits(model, pixel_values).argmax(-1)
+    batch, device = pixel_values.shape[0], pixel_values.device
     targets = torch.as_tensor(targets, dtype=torch.long, device=device)
     return targets.expand(batch) if targets.dim() == 0 else targets
 
@@ -104,7 +112,7 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: float = 15
 
 
 def _cell_distance_to_mask(masks: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """Euclidean distance (px) from each map cell's nearest pixel to the nearest mask pixel: [B, h, w].
+    """Distance (px) between each map cell's pixels and the nearest mask pixel: [B, h, w].
 
     Exact and separable: ``d^2 = min_x' [dx(c, x')^2 + min_y' {dy(c, y')^2 : mask(y', x')}]``, with
     ``dy(c, y')`` the gap between row ``y'`` and the cell's rows (0 inside), cf. Felzenszwalb &
@@ -221,9 +229,8 @@ def baseline_image(pixel_values: torch.Tensor, baseline="zero") -> torch.Tensor:
         if baseline == "mean":
             return pixel_values.mean((-2, -1), keepdim=True).expand_as(pixel_values)
         raise ValueError(f"unknown baseline {baseline!r}: use 'zero', 'blur', 'mean' or a tensor")
-    return torch.as_tensor(baseline, dtype=pixel_values.dtype, device=pixel_values.device).expand_as(
-        pixel_values
-    ).clone()
+    baseline = torch.as_tensor(baseline, dtype=pixel_values.dtype, device=pixel_values.device)
+    return baseline.expand_as(pixel_values).clone()
 
 
 def relevance_rank(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -242,7 +249,7 @@ def perturbation_curve(
     model,
     pixel_values: torch.Tensor,
     maps: torch.Tensor,
-    targets,
+    targets=None,
     mode: str = "deletion",
     steps: int = 49,
     baseline="zero",
@@ -258,8 +265,9 @@ def perturbation_curve(
     - ``deletion``: replaced by the baseline image (curve starts at the clean image);
     - ``insertion``: the only ones taken from the image, the rest from the baseline.
 
-    Each point is ``softmax(model(x_k))[target]``. The perturbed images are built chunk by chunk
-    (``batch_size`` images per forward pass, under ``torch.no_grad``) on the model's device.
+    Each point is ``softmax(model(x_k))[target]`` (``targets=None``: the predicted class). The
+    perturbed images are built chunk by chunk (``batch_size`` images per forward pass, under
+    ``torch.no_grad``) on the model's device.
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
@@ -269,11 +277,11 @@ def perturbation_curve(
     substrate = baseline_image(x, baseline)
     B, n_cells = maps.shape[0], maps[0].numel()
     if not 1 <= steps <= n_cells:
-        raise ValueError(f"steps must be between 1 and the number of cells ({n_cells}), got {steps}")
+        raise ValueError(f"steps must be between 1 and the number of cells, {n_cells}; got {steps}")
     cell = _cell_size(maps, x.shape)
     rank = relevance_rank(maps, seed).to(device)  # [B, N]
     n_changed = (torch.arange(steps + 1, device=device) * n_cells / steps).round()  # [K]
-    targets = _as_targets(targets, B, device)
+    targets = _as_targets(model, x, targets)
 
     image_index, step_index = torch.meshgrid(
         torch.arange(B, device=device), torch.arange(steps + 1, device=device), indexing="ij"
@@ -300,7 +308,7 @@ def area_under_curve(curves: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DeletionInsertion:
-    """Curves ``[B, steps+1]`` over ``fractions`` ``[steps+1]`` of cells changed, and their areas [B].
+    """Curves ``[B, steps+1]`` over the ``fractions`` ``[steps+1]`` of cells changed; areas [B].
 
     Deletion: lower area = the map found what the model needs. Insertion: higher is better.
     """
@@ -316,7 +324,7 @@ def deletion_insertion(
     model,
     pixel_values: torch.Tensor,
     maps: torch.Tensor,
-    targets,
+    targets=None,
     steps: int = 49,
     baseline="zero",
     batch_size: int = 64,
@@ -346,7 +354,7 @@ def deletion_insertion(
 
 
 def vit_randomization_stages(model) -> list[tuple[str, list[str]]]:
-    """Cascading stages of a HF ``ViTForImageClassification``, top first: ``[(name, [module names])]``.
+    """Cascading stages of a HF ``ViTForImageClassification``, top first: ``[(name, [modules])]``.
 
     ``head`` (classifier and final LayerNorm), then ``layer L-1`` ... ``layer 0``, then
     ``embeddings`` (patch projection, CLS token, position embeddings).
@@ -392,7 +400,8 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
     starts_group[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
     group = starts_group.cumsum(1) - 1  # tie-group id of each sorted position
     positions = torch.arange(values.shape[1], dtype=values.dtype, device=values.device)
-    rank_sum = torch.zeros_like(values).scatter_add_(1, group, positions.expand_as(values).contiguous())
+    positions = positions.expand_as(values).contiguous()
+    rank_sum = torch.zeros_like(values).scatter_add_(1, group, positions)
     group_size = torch.zeros_like(values).scatter_add_(1, group, torch.ones_like(values))
     sorted_ranks = (rank_sum / group_size.clamp(min=1)).gather(1, group)
     return torch.empty_like(values).scatter_(1, order, sorted_ranks)
@@ -423,10 +432,7 @@ def cascading_randomization(
     stages = vit_randomization_stages(model) if stages is None else stages
     device = _model_device(model) or pixel_values.device
     pixel_values = pixel_values.to(device)
-    if targets is None:
-        with torch.no_grad():
-            targets = _logits(model, pixel_values).argmax(-1)
-    targets = _as_targets(targets, pixel_values.shape[0], device)
+    targets = _as_targets(model, pixel_values, targets)
     randomised = copy.deepcopy(model)
 
     def explain() -> torch.Tensor:
@@ -477,4 +483,5 @@ def relative_cost(model, fn: Callable, pixel_values: torch.Tensor, repeats: int 
         with torch.no_grad():
             return _logits(model, x)
 
-    return seconds_per_image(fn, pixel_values, repeats) / seconds_per_image(forward, pixel_values, repeats)
+    seconds = seconds_per_image(fn, pixel_values, repeats)
+    return seconds / seconds_per_image(forward, pixel_values, repeats)

@@ -215,6 +215,9 @@ def test_curve_end_points_chunking_and_no_side_effects_on_a_vit():
     assert torch.allclose(result.fractions, torch.linspace(0, 1, 5))
     one_at_a_time = metrics.deletion_insertion(model, x, maps, targets, steps=4, baseline="blur", batch_size=1)
     assert torch.allclose(one_at_a_time.deletion, result.deletion, atol=1e-6)
+    predicted = model(x).logits.argmax(-1)
+    by_prediction = metrics.perturbation_curve(model, x, maps, None, steps=4)
+    assert torch.allclose(by_prediction, metrics.perturbation_curve(model, x, maps, predicted, steps=4))
     assert not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
