@@ -177,10 +177,10 @@ def download_file(dest: str | Path, url: str = URL, size: int = SIZE, md5: str =
             _fetch_rest(url, part, size, timeout, progress)
         except (OSError, http.client.HTTPException) as error:
             kept = part.stat().st_size if part.exists() else 0
-            raise DownloadError(
-                f"Could not download {url} ({getattr(error, 'reason', error)}). {kept:,} of "
-                f"{size:,} bytes are in {part}; run again to resume. "
-                f"{_what_to_do(dest, size, md5)}") from error
+            resume = (f"{kept:,} of {size:,} bytes are kept in {part}; run again to resume. "
+                      if kept else "")
+            raise DownloadError(f"Could not download {url} ({getattr(error, 'reason', error)}). "
+                                f"{resume}{_what_to_do(dest, size, md5)}") from error
     have = part.stat().st_size
     if have < size:
         raise DownloadError(f"The download of {url} stopped after {have:,} of {size:,} bytes "
@@ -376,8 +376,10 @@ class ImageNetA(Dataset):
     ``root``: the extracted folder (what :func:`ensure_imagenet_a` returns) or its parent; ``None``
     looks in the default place without downloading. Folders that are not ImageNet-A classes and
     files at the top (``README.txt``) are ignored. ``processor``: a Hugging Face image processor
-    (``None``: :func:`default_processor`, ViT-B/16's). ``n_per_class``: a seeded, class-balanced
-    subset (see :func:`_stratified_files`); ``None`` takes every image.
+    (``None``: :func:`default_processor`, ViT-B/16's). ``n_per_class``: a class-balanced subset,
+    per class the first ``n_per_class`` of its sorted file names shuffled with ``(seed, wnid)`` --
+    deterministic whatever the filesystem's listing order, and nested in ``n_per_class`` (the 5 are
+    among the 10); ``None`` takes every image.
 
     Item ``i`` is a dict: ``pixel_values`` FloatTensor[3, 224, 224], ``label`` (index in the
     1000-way head), ``class_idx`` (0..199), ``class_name``, ``wnid``, ``path`` (relative to the
