@@ -118,7 +118,7 @@ def forward(model, pixel_values: Tensor, *, track_grad: bool, hidden_states: boo
     maps (post-softmax ``[B, heads, N, N]`` per layer) live autograd tensors.
     """
     with eval_mode(model), torch.set_grad_enabled(track_grad):
-        inputs = pixel_values.detach().clone().requires_grad_(track_grad)
+        inputs = pixel_values.detach().requires_grad_(track_grad)
         outputs = model(pixel_values=inputs, output_attentions=True,
                         output_hidden_states=hidden_states)
     if len(outputs.attentions) != model.config.num_hidden_layers:

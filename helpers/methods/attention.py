@@ -12,6 +12,8 @@ LeGrad are attempts to fix that.
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import Tensor
 
@@ -37,12 +39,12 @@ def fuse_heads(attention: Tensor, head_fusion: str = "mean") -> Tensor:
 def layer_index(model, layer: int) -> int:
     """``layer`` as a non-negative index into the encoder layers (negative counts from the end)."""
     num_layers = model.config.num_hidden_layers
-    if isinstance(layer, bool) or not isinstance(layer, int):
+    if isinstance(layer, bool) or not isinstance(layer, Integral):
         raise TypeError(f"layer must be an int, got {type(layer).__name__}.")
     if not -num_layers <= layer < num_layers:
         raise ValueError(f"layer must lie in [{-num_layers}, {num_layers}) for this "
                          f"{num_layers}-layer model, got {layer}.")
-    return layer % num_layers
+    return int(layer) % num_layers
 
 
 def cls_attention_all(model, pixel_values: Tensor) -> Tensor:

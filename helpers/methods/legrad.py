@@ -30,6 +30,8 @@ classifier variant that scores mean-pooled tokens instead of CLS.
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import Tensor
 
@@ -48,16 +50,16 @@ def layer_indices(layers, num_layers: int) -> list[int]:
     if isinstance(layers, slice):
         chosen = list(everything[layers])
     else:
-        chosen = [layers] if isinstance(layers, int) else list(layers)
-        if any(isinstance(i, bool) or not isinstance(i, int) for i in chosen):
-            raise TypeError(f"layers must be None, an int, a sequence of ints or a slice, "
-                            f"got {layers!r}.")
+        chosen = list(layers) if isinstance(layers, (list, tuple, range)) else [layers]
+        if any(isinstance(i, bool) or not isinstance(i, Integral) for i in chosen):
+            raise TypeError(f"layers must be None, an int, a list of ints or a slice "
+                            f"(slice(-2, None) = the last two), got {layers!r}.")
         if any(not -num_layers <= i < num_layers for i in chosen):
             raise ValueError(f"layers must lie in [{-num_layers}, {num_layers}) for this "
                              f"{num_layers}-layer model, got {layers!r}.")
     if not chosen:
         raise ValueError(f"layers={layers!r} selects no layer of this {num_layers}-layer model.")
-    return sorted({i % num_layers for i in chosen})
+    return sorted({int(i) % num_layers for i in chosen})
 
 
 def layer_score(model, hidden_state: Tensor, targets: Tensor) -> Tensor:
