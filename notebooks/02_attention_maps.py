@@ -53,7 +53,7 @@ SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 N_PER_CLASS = 8 if CI else None  # used only if notebook 01's selection is missing
 N_CORRECT, N_INCORRECT = 4, 4  # as in notebook 01
-N_LOCALISATION = 48 if CI else 300  # standard scenes for the localisation check (offline)
+N_LOCALISATION_PER_CLASS = 8 if CI else 50  # standard scenes for the localisation check (offline)
 HEAD_FUSION = "mean"  # how heads are combined in the per-layer figures: mean | max | min
 
 # %%
@@ -282,7 +282,7 @@ except ImportError:
 
 # %%
 if world == "offline":
-    scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION // 6,
+    scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION_PER_CLASS,
                                   seed=SEED, processor=processor)
     loader = torch.utils.data.DataLoader(scenes, batch_size=32)
     mass, area = [], []

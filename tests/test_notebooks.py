@@ -26,6 +26,12 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
 
 
+def test_every_py_twin_has_its_notebook():
+    twins = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    lonely = [p.name for p in twins if not p.with_suffix(".ipynb").exists()]
+    assert not lonely, f"{lonely} have no .ipynb: run `make sync` (jupytext --sync)"
+
+
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
 def notebook(request):
     return request.param, nbformat.read(request.param, as_version=4)
