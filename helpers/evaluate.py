@@ -1,0 +1,257 @@
+"""Every explanation method measured side by side, by one protocol: the machinery of notebook 05.
+
+A *variant* is a method with its options, e.g. ``"attnlrp (balanced)": ("attnlrp", {"preset":
+"balanced"})`` (:func:`method_variants`). The functions below run each variant over a set of images
+and return tidy DataFrames (one row per variant and image, or per variant, stage and image), built
+on :mod:`helpers.metrics`; the notebook only aggregates and plots them.
+
+- :func:`explain_variants`     maps of every variant, batched, plus the two reference maps
+  (:data:`RANDOM`: i.i.d. noise, a random patch order; :data:`UNIFORM`: a constant map);
+- :func:`localisation_scores`  pointing game (Zhang et al. 2018) and relevance mass (Arras et al.
+  2022) per image;
+- :func:`faithfulness_scores`  deletion / insertion areas per image and the mean curves (Petsiuk
+  et al. 2018), optionally with the softmax restricted to the dataset's classes (ImageNet-A);
+- :func:`sanity_scores`        cascading randomisation (Adebayo et al. 2018), Spearman rho per stage;
+- :func:`cost_scores`          time per image in forward passes (:func:`helpers.metrics.relative_cost`);
+- :func:`results_table`        one row per variant: means with 95 % confidence intervals.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import pandas as pd
+import torch
+
+from . import metrics
+from .methods import explain
+
+RANDOM = "random map"
+UNIFORM = "uniform map"
+GAMMA_PRESETS = ("none", "conservative", "balanced", "aggressive", "very_aggressive")
+
+
+def method_variants(presets=GAMMA_PRESETS, rollout_max_discard: float | None = 0.9) -> dict:
+    """``{label: (method, options)}`` for every method of the course, in teaching order.
+
+    Rollout with mean fusion (Abnar & Zuidema 2020), plus max fusion discarding the lowest
+    ``rollout_max_discard`` of the entries (vit-explain's variant; ``None`` leaves it out); GMAR with
+    both norms; AttnLRP with each Gamma preset in ``presets``.
+    """
+    variants = {"attention": ("attention", {}),
+                "rollout (mean)": ("rollout", {"head_fusion": "mean"})}
+    if rollout_max_discard is not None:
+        variants[f"rollout (max, discard {rollout_max_discard:g})"] = (
+            "rollout", {"head_fusion": "max", "discard_ratio": rollout_max_discard})
+    variants |= {"chefer": ("chefer", {}),
+                 "gmar (l1)": ("gmar", {"norm": "l1"}),
+                 "gmar (l2)": ("gmar", {"norm": "l2"}),
+                 "legrad": ("legrad", {})}
+    variants |= {f"attnlrp ({preset})": ("attnlrp", {"preset": preset}) for preset in presets}
+    return variants
+
+
+def _in_batches(fn, pixel_values: torch.Tensor, targets: torch.Tensor, batch_size: int):
+    """``fn(pixels, targets)`` over chunks of ``batch_size`` images, concatenated on the CPU."""
+    chunks = zip(pixel_values.split(batch_size), targets.split(batch_size))
+    return torch.cat([fn(pixels, chunk_targets).cpu() for pixels, chunk_targets in chunks])
+
+
+def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
+                     batch_size: int = 16, references: bool = True, seed: int = 0,
+                     progress: bool = True) -> dict:
+    """``{label: maps [N, h, w]}`` (CPU) of every variant on the patch grid, explaining ``targets``
+    (model-head indices, one per image), ``batch_size`` images per call of :func:`helpers.explain`.
+
+    ``references=True`` adds :data:`RANDOM` (:func:`helpers.metrics.random_order_maps`, seeded)
+    and :data:`UNIFORM` (all ones: every patch equally relevant).
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    pixel_values, targets = pixel_values.to(device), torch.as_tensor(targets).to(device)
+    maps = {}
+    for label, (method, options) in tqdm(variants.items(), desc="explain", disable=not progress):
+        run = partial(_explain, method, options, model)
+        maps[label] = _in_batches(run, pixel_values, targets, batch_size)
+    if references:
+        shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *_grid(model))
+        maps[RANDOM] = metrics.random_order_maps(shape, seed=seed)
+        maps[UNIFORM] = torch.ones(shape)
+    return maps
+
+
+def _explain(method, options, model, pixel_values, targets):
+    """:func:`helpers.explain` with the arguments in the order ``partial`` needs."""
+    return explain(model, pixel_values, method, target=targets, **options)
+
+
+def _grid(model) -> tuple[int, int]:
+    side = model.config.image_size // model.config.patch_size
+    return side, side
+
+
+def localisation_scores(maps: dict, masks: torch.Tensor, tolerance: float = 15.0) -> pd.DataFrame:
+    """One row per variant and image: ``variant, image, pointing`` (hit, bool) ``, mass`` (share of
+    positive relevance on the object) ``, area`` (the object's share of the image: what a uniform
+    map scores in mass). See :func:`helpers.metrics.pointing_game` and
+    :func:`helpers.metrics.relevance_mass`."""
+    area = masks.flatten(1).float().mean(1)
+    frames = [pd.DataFrame({"variant": label, "image": range(len(masks)),
+                            "pointing": metrics.pointing_game(m, masks, tolerance).numpy(),
+                            "mass": metrics.relevance_mass(m, masks).numpy(),
+                            "area": area.numpy()})
+              for label, m in maps.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+class HeadSubset(torch.nn.Module):
+    """The model's logits restricted to some classes, ``z[:, head_indices]``: the ImageNet-A
+    protocol (Hendrycks et al. 2021) scores a 1000-way head on its 200 classes only, so the
+    softmax of a deletion curve is taken over those classes (targets become positions among them).
+    """
+
+    def __init__(self, model, head_indices):
+        super().__init__()
+        self.model = model
+        self.register_buffer("head_indices", torch.as_tensor(list(head_indices)), persistent=False)
+
+    def forward(self, pixel_values):
+        logits = self.model(pixel_values=pixel_values).logits
+        return logits[:, self.head_indices.to(logits.device)]
+
+
+def predicted_targets(model, pixel_values: torch.Tensor, head_indices=None,
+                      batch_size: int = 32) -> torch.Tensor:
+    """Each image's predicted class as a model-head index (CPU); with ``head_indices``, the arg-max
+    over those classes only (the masked protocol of :mod:`helpers.predict`)."""
+    head = torch.as_tensor(list(head_indices)) if head_indices is not None else None
+    device = next(model.parameters()).device
+    predictions = []
+    with torch.no_grad():
+        for pixels in pixel_values.split(batch_size):
+            logits = model(pixel_values=pixels.to(device)).logits.cpu()
+            predictions.append(logits.argmax(-1) if head is None else head[logits[:, head].argmax(-1)])
+    return torch.cat(predictions)
+
+
+def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, steps: int = 49,
+                        baseline="zero", head_indices=None, batch_size: int = 64,
+                        seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deletion and insertion (Petsiuk et al. 2018) of every map in ``maps``, same protocol for all.
+
+    Returns ``(areas, curves)``: ``areas`` has one row per variant and image (``variant, image,
+    deletion, insertion``: the areas under the target-probability curves; deletion lower is
+    better, insertion higher); ``curves`` the mean curve per variant (``variant, mode, fraction,
+    probability``). ``targets`` are model-head indices; with ``head_indices`` the softmax runs over
+    those classes only (:class:`HeadSubset`). See :func:`helpers.metrics.deletion_insertion`.
+    """
+    targets = torch.as_tensor(targets).cpu()
+    scorer, positions = model, targets
+    if head_indices is not None:
+        scorer = HeadSubset(model, head_indices)
+        lookup = {int(h): p for p, h in enumerate(head_indices)}
+        positions = torch.tensor([lookup[int(t)] for t in targets])
+    areas, curves = [], []
+    for label, variant_maps in maps.items():
+        result = metrics.deletion_insertion(scorer, pixel_values, variant_maps, positions,
+                                            steps=steps, baseline=baseline,
+                                            batch_size=batch_size, seed=seed)
+        areas.append(pd.DataFrame({"variant": label, "image": range(len(targets)),
+                                   "deletion": result.deletion_area.cpu().numpy(),
+                                   "insertion": result.insertion_area.cpu().numpy()}))
+        for mode in ("deletion", "insertion"):
+            curves.append(pd.DataFrame({"variant": label, "mode": mode,
+                                        "fraction": result.fractions.numpy(),
+                                        "probability": getattr(result, mode).mean(0).cpu().numpy()}))
+    return pd.concat(areas, ignore_index=True), pd.concat(curves, ignore_index=True)
+
+
+def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict,
+                  seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Cascading randomisation (Adebayo et al. 2018) of every variant: one row per variant, stage
+    and image, ``variant, step, stage, image, rho`` (Spearman correlation with the original map;
+    ``step`` 1 = the head randomised, the last = every weight randomised). See
+    :func:`helpers.metrics.cascading_randomization`."""
+    from tqdm.auto import tqdm
+
+    targets = torch.as_tensor(targets)
+    frames = []
+    for label, (method, options) in tqdm(variants.items(), desc="sanity", disable=not progress):
+        explain_fn = partial(_explain, method, options)
+        stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets, seed=seed)
+        for step, (stage, rho) in enumerate(stages, start=1):
+            frames.append(pd.DataFrame({"variant": label, "step": step, "stage": stage,
+                                        "image": range(len(rho)), "rho": rho.numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def cost_scores(model, pixel_values: torch.Tensor, targets, variants: dict,
+                repeats: int = 3) -> pd.DataFrame:
+    """One row per variant: ``variant, cost`` = seconds per image of the variant divided by seconds
+    per image of one forward pass (no gradient), both timed back to back on ``pixel_values`` by
+    :func:`helpers.metrics.relative_cost` (a ratio, so comparable across machines)."""
+    device = next(model.parameters()).device
+    pixel_values, targets = pixel_values.to(device), torch.as_tensor(targets).to(device)
+    rows = []
+    for label, (method, options) in variants.items():
+        run = partial(_explain, method, options, model, targets=targets)
+        rows.append({"variant": label,
+                     "cost": metrics.relative_cost(model, run, pixel_values, repeats)})
+    return pd.DataFrame(rows)
+
+
+def mean_ci(scores: pd.DataFrame, column: str, seed: int = 0) -> pd.DataFrame:
+    """Per variant (in order of first appearance): ``column``, ``column_lo``, ``column_hi``.
+
+    Booleans get the Wilson interval, numbers the percentile bootstrap (both 95 %,
+    :func:`helpers.metrics.bootstrap_ci`)."""
+    rows = {}
+    for label, group in scores.groupby("variant", sort=False):
+        values = torch.tensor(group[column].to_numpy())
+        rows[label] = dict(zip((column, f"{column}_lo", f"{column}_hi"),
+                               metrics.bootstrap_ci(values, seed=seed)))
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def results_table(localisation: pd.DataFrame | None = None, faithfulness: pd.DataFrame | None = None,
+                  sanity: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
+                  seed: int = 0) -> pd.DataFrame:
+    """One row per variant, one column group per metric (missing inputs are left out):
+
+    ``pointing`` (+ ``_lo``, ``_hi``: Wilson 95 %), ``mass`` (+ bootstrap 95 %), ``deletion``,
+    ``insertion`` (areas, + bootstrap 95 %), ``rho_head`` (mean Spearman rho once the head is
+    randomised), ``rho_final`` (once every weight is), ``cost`` (x one forward pass). Variants
+    appear in order of first appearance; a metric a variant has no score for is NaN.
+    """
+    parts = []
+    if localisation is not None:
+        parts += [mean_ci(localisation, "pointing", seed), mean_ci(localisation, "mass", seed)]
+    if faithfulness is not None:
+        parts += [mean_ci(faithfulness, "deletion", seed), mean_ci(faithfulness, "insertion", seed)]
+    if sanity is not None:
+        per_step = sanity.groupby(["variant", "step"], sort=False)["rho"].mean().unstack("step")
+        parts.append(pd.DataFrame({"rho_head": per_step[per_step.columns.min()],
+                                   "rho_final": per_step[per_step.columns.max()]}))
+    if cost is not None:
+        parts.append(cost.set_index("variant")[["cost"]])
+    order = list(dict.fromkeys(label for part in parts for label in part.index))
+    table = pd.concat(parts, axis=1).reindex(order)
+    table.index.name = "variant"
+    return table
+
+
+def formatted(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """The table for reading: ``value [lo, hi]`` strings where an interval exists, blanks for NaN."""
+    shown = {}
+    for column in table.columns:
+        if column.endswith(("_lo", "_hi")):
+            continue
+        value = table[column]
+        if f"{column}_lo" in table:
+            lo, hi = table[f"{column}_lo"], table[f"{column}_hi"]
+            text = [f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]" if pd.notna(v) else ""
+                    for v, a, b in zip(value, lo, hi)]
+        else:
+            text = [f"{v:.{digits}f}" if pd.notna(v) else "" for v in value]
+        shown[column] = text
+    return pd.DataFrame(shown, index=table.index)

@@ -1,0 +1,139 @@
+"""helpers.evaluate: every variant run by one protocol, tidy scores, the results table.
+
+A 2-layer random-weight ViT on 32 px images (a 4x4 patch grid) keeps the whole file fast.
+"""
+import math
+
+import pandas as pd
+import pytest
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from helpers import evaluate, explain, metrics
+from helpers.methods import METHODS
+from helpers.methods.attnlrp import PRESETS
+
+SIZE, PATCH, GRID = 32, 8, 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = ViTConfig(image_size=SIZE, patch_size=PATCH, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, num_labels=5,
+                       attn_implementation="eager")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return ViTForImageClassification(config).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(5, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+
+FEW = {"attention": ("attention", {}), "chefer": ("chefer", {}),
+       "attnlrp (balanced)": ("attnlrp", {"preset": "balanced"})}
+
+
+def test_method_variants_cover_every_method_and_preset():
+    variants = evaluate.method_variants()
+    assert {method for method, _ in variants.values()} == set(METHODS)
+    presets = {options["preset"] for method, options in variants.values() if method == "attnlrp"}
+    assert presets == set(PRESETS) == set(evaluate.GAMMA_PRESETS)
+    assert ("rollout", {"head_fusion": "max", "discard_ratio": 0.9}) in variants.values()
+    assert len(evaluate.method_variants(presets=["none"], rollout_max_discard=None)) == 7
+
+
+def test_explain_variants_match_explain_in_any_batch_size(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    maps = evaluate.explain_variants(model, images, targets, FEW, batch_size=2, progress=False)
+    assert list(maps) == [*FEW, evaluate.RANDOM, evaluate.UNIFORM]
+    for label, (method, options) in FEW.items():
+        assert maps[label].shape == (5, GRID, GRID)
+        direct = explain(model, images, method, target=targets, **options)
+        torch.testing.assert_close(maps[label], direct, rtol=1e-4, atol=1e-6)
+    assert torch.equal(maps[evaluate.RANDOM], metrics.random_order_maps((5, GRID, GRID), seed=0))
+    assert (maps[evaluate.UNIFORM] == 1).all()
+
+
+def test_localisation_scores_known_answers():
+    masks = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
+    masks[:, :PATCH, :PATCH] = True  # the object fills the top-left patch
+    on_object = torch.zeros(2, GRID, GRID)
+    on_object[:, 0, 0] = 1.0
+    far_away = torch.zeros(2, GRID, GRID)
+    far_away[:, -1, -1] = 1.0
+    maps = {"on": on_object, "far": far_away, evaluate.UNIFORM: torch.ones(2, GRID, GRID)}
+    scores = evaluate.localisation_scores(maps, masks, tolerance=0).set_index(["variant", "image"])
+    assert scores.loc["on", "pointing"].all() and scores.loc["on", "mass"].eq(1).all()
+    assert not scores.loc["far", "pointing"].any() and scores.loc["far", "mass"].eq(0).all()
+    uniform = scores.loc[evaluate.UNIFORM]
+    assert uniform["mass"].to_numpy() == pytest.approx(uniform["area"].to_numpy())
+    assert uniform["area"].to_numpy() == pytest.approx([1 / 16, 1 / 16])
+
+
+def test_predicted_targets_follow_the_masked_protocol(model, images):
+    with torch.no_grad():
+        logits = model(pixel_values=images).logits
+    head = [4, 1, 3]
+    masked = evaluate.predicted_targets(model, images, head_indices=head, batch_size=2)
+    assert masked.tolist() == [head[i] for i in logits[:, head].argmax(-1).tolist()]
+    assert evaluate.predicted_targets(model, images).tolist() == logits.argmax(-1).tolist()
+
+
+def test_faithfulness_restricts_the_softmax_to_the_dataset_classes(model, images):
+    head = [4, 1, 3]
+    targets = evaluate.predicted_targets(model, images, head_indices=head)
+    maps = {"random": metrics.random_order_maps((5, GRID, GRID), seed=3)}
+    areas, curves = evaluate.faithfulness_scores(model, images, targets, maps, steps=4,
+                                                 head_indices=head)
+
+    def restricted(x):
+        return model(pixel_values=x).logits[:, head]
+
+    positions = torch.tensor([head.index(int(t)) for t in targets])
+    expected = metrics.deletion_insertion(restricted, images, maps["random"], positions, steps=4)
+    assert areas["deletion"].to_numpy() == pytest.approx(expected.deletion_area.numpy(), abs=1e-6)
+    assert areas["insertion"].to_numpy() == pytest.approx(expected.insertion_area.numpy(), abs=1e-6)
+    mean_deletion = curves.query("mode == 'deletion'")["probability"].to_numpy()
+    assert mean_deletion == pytest.approx(expected.deletion.mean(0).numpy(), abs=1e-6)
+    assert len(curves) == 2 * 5  # two modes x (steps + 1) points
+
+
+def test_sanity_scores_class_agnostic_attention_ignores_the_head(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    scores = evaluate.sanity_scores(model, images, targets, FEW, progress=False)
+    n_stages = len(metrics.vit_randomization_stages(model))
+    assert len(scores) == len(FEW) * n_stages * len(images)
+    assert scores["rho"].between(-1 - 1e-6, 1 + 1e-6).all()
+    head_stage = scores.query("step == 1").set_index("variant")
+    assert (head_stage.loc["attention", "stage"] == "head").all()
+    assert head_stage.loc["attention", "rho"].to_numpy() == pytest.approx(1.0)  # no head involved
+    assert head_stage.loc["chefer", "rho"].mean() < 0.999  # the gradient comes through the head
+
+
+def test_cost_scores_are_positive_ratios(model, images):
+    cost = evaluate.cost_scores(model, images[:2], torch.tensor([0, 1]), FEW, repeats=1)
+    assert list(cost["variant"]) == list(FEW)
+    assert (cost["cost"] > 0).all() and cost["cost"].map(math.isfinite).all()
+
+
+def test_results_table_aggregates_with_intervals():
+    localisation = pd.DataFrame({"variant": ["a"] * 4 + ["b"] * 4, "image": list(range(4)) * 2,
+                                 "pointing": [True, True, True, False, False] + [False] * 3,
+                                 "mass": [0.5, 0.5, 0.5, 0.5, 0.1, 0.2, 0.3, 0.4]})
+    sanity = pd.DataFrame({"variant": ["a"] * 4, "step": [1, 1, 2, 2], "stage": ["head"] * 2 + ["x"] * 2,
+                           "image": [0, 1, 0, 1], "rho": [1.0, 0.8, 0.2, 0.0]})
+    cost = pd.DataFrame({"variant": ["b", "a"], "cost": [2.0, 1.0]})
+    table = evaluate.results_table(localisation, sanity=sanity, cost=cost)
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "pointing"] == 0.75 and table.loc["b", "pointing"] == 0.0
+    assert (table.loc["a", "pointing_lo"], table.loc["a", "pointing_hi"]) == pytest.approx(
+        metrics.wilson_interval(3, 4)[1:])
+    assert table.loc["a", "mass"] == 0.5 and table.loc["a", "mass_lo"] == table.loc["a", "mass_hi"]
+    assert table.loc["a", "rho_head"] == pytest.approx(0.9)
+    assert table.loc["a", "rho_final"] == pytest.approx(0.1)
+    assert math.isnan(table.loc["b", "rho_final"]) and table.loc["b", "cost"] == 2.0
+    shown = evaluate.formatted(table)
+    assert shown.loc["a", "pointing"].startswith("0.75 [") and shown.loc["b", "rho_final"] == ""
+    assert not any(column.endswith(("_lo", "_hi")) for column in shown.columns)
