@@ -22,7 +22,7 @@ Where the reference code (jacobgil/vit-explain, ``vit_rollout.py``) differs, and
   matrix (not per row), per image and per layer: the ``floor(discard_ratio·N·N)`` smallest entries
   are zeroed. vit-explain then spares CLS→CLS by dropping index 0 from the chosen set (zeroing one
   entry fewer when it was chosen); we exclude CLS→CLS from the candidates, so exactly that many
-  entries are zeroed and CLS→CLS never is.
+  entries are zeroed (more only for exact ties) and CLS→CLS never is.
 - Batches: vit-explain processes batch element 0 only; every function here is batched.
 """
 from __future__ import annotations
@@ -43,7 +43,9 @@ def check_discard_ratio(discard_ratio: float) -> None:
 def discard_lowest(fused: Tensor, discard_ratio: float) -> Tensor:
     """Zero the ``floor(discard_ratio·N·N)`` smallest entries of each ``[N, N]`` in ``[B, N, N]``.
 
-    The CLS→CLS entry ``[0, 0]`` is never zeroed. Returns a new tensor.
+    The CLS→CLS entry ``[0, 0]`` is never zeroed. Entries tied with the last one zeroed are zeroed
+    too (a selection, ``kthvalue``, is several times faster than ``topk`` here). Returns a new
+    tensor.
     """
     check_discard_ratio(discard_ratio)
     flat = fused.flatten(1)
@@ -52,8 +54,8 @@ def discard_lowest(fused: Tensor, discard_ratio: float) -> Tensor:
         return fused.clone()
     candidates = flat.clone()
     candidates[:, 0] = torch.inf  # CLS→CLS is never among the lowest
-    lowest = candidates.topk(count, dim=1, largest=False).indices
-    return flat.scatter(1, lowest, 0.0).view_as(fused)
+    threshold = candidates.kthvalue(count, dim=1, keepdim=True).values
+    return flat.masked_fill(candidates <= threshold, 0.0).view_as(fused)
 
 
 def with_residual(fused: Tensor) -> Tensor:
