@@ -240,8 +240,14 @@ def results_table(localisation: pd.DataFrame | None = None, faithfulness: pd.Dat
     return table
 
 
+COLUMN_TITLES = {"pointing": "pointing game", "mass": "relevance mass", "deletion": "deletion AUC ↓",
+                 "insertion": "insertion AUC ↑", "rho_head": "sanity ρ (head)",
+                 "rho_final": "sanity ρ (final)", "cost": "cost (× forward)"}
+
+
 def formatted(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """The table for reading: ``value [lo, hi]`` strings where an interval exists, blanks for NaN."""
+    """The table for reading: ``value [lo, hi]`` strings where an interval exists, blanks for NaN,
+    columns titled by :data:`COLUMN_TITLES`."""
     shown = {}
     for column in table.columns:
         if column.endswith(("_lo", "_hi")):
@@ -253,5 +259,5 @@ def formatted(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                     for v, a, b in zip(value, lo, hi)]
         else:
             text = [f"{v:.{digits}f}" if pd.notna(v) else "" for v in value]
-        shown[column] = text
+        shown[COLUMN_TITLES.get(column, column)] = text
     return pd.DataFrame(shown, index=table.index)

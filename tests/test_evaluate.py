@@ -135,5 +135,5 @@ def test_results_table_aggregates_with_intervals():
     assert table.loc["a", "rho_final"] == pytest.approx(0.1)
     assert math.isnan(table.loc["b", "rho_final"]) and table.loc["b", "cost"] == 2.0
     shown = evaluate.formatted(table)
-    assert shown.loc["a", "pointing"].startswith("0.75 [") and shown.loc["b", "rho_final"] == ""
+    assert shown.loc["a", "pointing game"].startswith("0.75 [") and shown.loc["b", "sanity ρ (final)"] == ""
     assert not any(column.endswith(("_lo", "_hi")) for column in shown.columns)

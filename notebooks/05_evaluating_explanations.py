@@ -1,0 +1,425 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Which explanation can we trust? Measured side by side
+#
+# Notebooks 02-04 produced many heatmaps for the same decision, and they do not agree. Looking at
+# them cannot settle which one is right: a map that *looks* plausible may show what we expect
+# rather than what the model uses. This notebook measures every method by the same protocol, on
+# the same images, and puts the numbers in one table.
+#
+# **What you will learn**
+#
+# - *localisation*: does the map point at the object (pointing game) and put its relevance on it
+#   (relevance mass)? Only the offline scenes have the ground-truth masks to check this;
+# - *faithfulness*: does deleting the patches a map ranks first destroy the prediction, and does
+#   inserting them restore it (deletion and insertion curves, Petsiuk et al. 2018)?
+# - *sanity*: does the map change when the model it explains is destroyed (cascading
+#   randomisation, Adebayo et al. 2018)?
+# - *cost*: what each method costs in forward passes; and why every number needs a confidence
+#   interval and a baseline (a random map) before it means anything.
+#
+# *Where this sits:* the last notebook. It measures the methods of notebooks 02 (attention),
+# 03 (rollout, Chefer, GMAR, LeGrad) and 04 (AttnLRP with Gamma rules).
+
+# %%
+# Colab bootstrap: clone the course, install what Colab lacks (never torch). Elsewhere: nothing.
+import os, subprocess, sys
+if "google.colab" in sys.modules and not os.path.isdir("/content/course"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/explaining-vits/vit-explain-course", "/content/course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "lxt==2.1"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "/content/course/requirements.txt"], check=True)
+if "google.colab" in sys.modules:
+    os.chdir("/content/course/notebooks")
+    sys.path.insert(0, "/content/course")
+
+# %% tags=["parameters"]
+import os
+
+import torch
+
+WORLD = os.environ.get("COURSE_WORLD", "auto")  # "auto" | "real" | "offline"
+CI = os.environ.get("COURSE_SCALE", "full") == "ci"  # small, fast run (tests)
+SEED = 0
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+PRESETS = ["none", "conservative", "balanced", "aggressive", "very_aggressive"]  # AttnLRP Gamma
+ROLLOUT_MAX_DISCARD = 0.9  # also rollout with max fusion, lowest 90 % discarded (None: leave out)
+N_LOCALISATION_PER_CLASS = 4 if CI else 40  # standard scenes per class (6 classes), offline only
+N_FAITHFULNESS = 8 if CI else {"offline": 96, "real": 16}  # ViT-B/16: 0.25 s a forward on CPU
+DELETION_STEPS = 7 if CI else 14  # curve points - 1; each step changes 196 / steps patches
+DELETION_BASELINE = "zero"  # what replaces a patch: "zero" (grey) | "blur" | "mean"
+N_SANITY = 2 if CI else 12  # images for cascading randomisation (one explanation per stage)
+N_TIMING, TIMING_REPEATS = (2, 1) if CI else (8, 3)  # images and repeats for the cost
+BATCH_SIZE = 16
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import helpers
+from helpers import evaluate as E
+from helpers import predict as P
+from helpers import viz
+
+world = helpers.resolve_world(WORLD)
+torch.manual_seed(SEED)
+model, processor = helpers.load_model(world=world, device=DEVICE)
+VARIANTS = E.method_variants(PRESETS, ROLLOUT_MAX_DISCARD)
+REFERENCES = [E.RANDOM, E.UNIFORM]
+print(f"{model.config.name_or_path}: {model.config.num_hidden_layers} layers; "
+      f"{len(VARIANTS)} method variants: {', '.join(VARIANTS)}")
+
+# %% [markdown]
+# ## The contestants and two references
+#
+# Every method of the course with its options: raw last-layer attention, rollout (mean fusion;
+# and max fusion discarding the lowest 90 % of the entries, as in vit-explain), Chefer's rule,
+# GMAR with L1 and L2 head norms, LeGrad, and AttnLRP with each Gamma preset of notebook 04. All
+# maps are taken on the 14 × 14 patch grid (AttnLRP summed per patch), so every method is scored
+# at the same resolution. Two references carry no information about the model at all:
+#
+# - the **random map**: i.i.d. noise, i.e. a uniformly random patch order. A method that does not
+#   beat it on a metric has shown nothing on that metric;
+# - the **uniform map**: every patch equally relevant. Its relevance mass is exactly the object's
+#   share of the image, and it points nowhere (a tie everywhere is no hit).
+#
+# ## 1 · Localisation: does the map point at the object?
+#
+# The offline scenes come with the pixel mask of the target object, the only place in the course
+# where we know where the evidence is. We explain the standard scenes the model classifies
+# correctly, for their true (= predicted) class, and score
+#
+# - the **pointing game** (Zhang et al. 2018): a hit when the map's maximal patch lies within
+#   15 px of the object; reported with a Wilson 95 % interval;
+# - **relevance mass accuracy** (Arras et al. 2022): the share of *positive* relevance that falls on
+#   the object, `Σ_c f_c R_c⁺ / Σ_c R_c⁺` (`f_c` = the object's share of patch `c`), with a
+#   bootstrap 95 % interval.
+
+# %%
+if world == "offline":
+    scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION_PER_CLASS,
+                                  seed=SEED, processor=processor)
+    scene_rows = P.load_or_predict(model, scenes, world=world, batch_size=BATCH_SIZE, progress=False)
+    correct = np.flatnonzero(scene_rows["correct"].to_numpy())
+    items = [scenes[int(i)] for i in correct]
+    scene_pixels = torch.stack([item["pixel_values"] for item in items])
+    scene_masks = torch.stack([item["mask"] for item in items])
+    scene_targets = torch.tensor([item["label"] for item in items])
+    print(f"{len(items)} of {len(scenes)} standard scenes classified correctly are explained; "
+          f"the object covers {100 * scene_masks.float().mean():.1f} % of the image on average")
+else:
+    print("Localisation needs object masks: only the offline world's scenes have them "
+          "(ImageNet-A does not). Run with COURSE_WORLD=offline for this section.")
+
+# %%
+if world == "offline":
+    scene_maps = E.explain_variants(model, scene_pixels, scene_targets, VARIANTS,
+                                    batch_size=BATCH_SIZE, seed=SEED)
+    localisation = E.localisation_scores(scene_maps, scene_masks)
+    assert all(m.shape == (len(items), 14, 14) for m in scene_maps.values())
+    display(E.formatted(E.results_table(localisation)))
+else:
+    localisation = None
+
+# %% [markdown]
+# Three scenes and every method's map (each map min-max normalised on its own, so only the
+# ranking of patches is compared; AttnLRP's negative relevance is dark). The object's outline
+# is what the localisation scores reward.
+
+# %%
+if world == "offline":
+    shown = [0, len(items) // 2, len(items) - 1]
+    labels = list(VARIANTS)
+    fig, axes = viz.heatmap_grid(scene_pixels[shown], [[scene_maps[l][i] for l in labels] for i in shown],
+                                 labels, row_labels=[items[i]["class_name"] for i in shown],
+                                 title="every method on three standard scenes (explaining the true class)")
+    for row, i in enumerate(shown):
+        for ax in axes[row, 1:]:
+            ax.contour(scene_masks[i].numpy(), levels=[0.5], colors="cyan", linewidths=0.8)
+    viz.save(fig, "05_example_maps")
+    plt.show()
+
+# %% [markdown]
+# ## 2 · Faithfulness: does the model need what the map shows?
+#
+# Deletion: replace the patches in order of relevance, most relevant first, by a grey patch and
+# follow the probability of the explained class; the faster it falls (small area under the curve),
+# the better the map found what the model needs. Insertion: start from a grey image and put the
+# patches back in the same order; the faster the probability rises (large area), the better. Every
+# method and the random order go through the same protocol: the same images, targets, baseline
+# and steps. In the real world the images are ImageNet-A, the target is the model's prediction
+# under the 200-class protocol, and the softmax is taken over those 200 classes; offline they
+# are the localisation scenes with their maps.
+
+# %%
+if world == "offline":
+    n = min(N_FAITHFULNESS if CI else N_FAITHFULNESS["offline"], len(items))
+    faith_pixels, faith_targets = scene_pixels[:n], scene_targets[:n]
+    faith_maps = {label: maps[:n] for label, maps in scene_maps.items()}
+    head_indices = None
+else:
+    n = N_FAITHFULNESS if CI else N_FAITHFULNESS["real"]
+    imagenet_a = helpers.load_dataset(world=world, split="adversarial", n_per_class=1, seed=SEED,
+                                      processor=processor)
+    picked = torch.randperm(len(imagenet_a), generator=torch.Generator().manual_seed(SEED))[:n]
+    faith_pixels = P.pixel_values_of(imagenet_a, [imagenet_a[int(i)]["id"] for i in picked])
+    head_indices = imagenet_a.head_indices
+    faith_targets = E.predicted_targets(model, faith_pixels, head_indices)
+    faith_maps = E.explain_variants(model, faith_pixels, faith_targets, VARIANTS,
+                                    batch_size=BATCH_SIZE, seed=SEED)
+faith_maps.pop(E.UNIFORM)  # a constant map has no order: its curve would be one random order
+faithfulness, curves = E.faithfulness_scores(model, faith_pixels, faith_targets, faith_maps,
+                                             steps=DELETION_STEPS, baseline=DELETION_BASELINE,
+                                             head_indices=head_indices, seed=SEED)
+print(f"{len(faith_pixels)} images, {DELETION_STEPS} steps of {196 / DELETION_STEPS:.0f} patches, "
+      f"baseline {DELETION_BASELINE!r}")
+display(E.formatted(E.results_table(faithfulness=faithfulness)))
+
+# %%
+methods_in_curves = list(faith_maps)
+colours = dict(zip(methods_in_curves, plt.cm.tab20(np.linspace(0, 1, len(methods_in_curves)))))
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+for ax, mode in zip(axes, ("deletion", "insertion")):
+    for label in methods_in_curves:
+        curve = curves[(curves["variant"] == label) & (curves["mode"] == mode)]
+        is_random = label == E.RANDOM
+        ax.plot(curve["fraction"], curve["probability"], color="black" if is_random else colours[label],
+                ls="--" if is_random else "-", lw=2 if is_random else 1.2, label=label)
+    ax.set_xlabel(f"fraction of patches {'removed' if mode == 'deletion' else 'inserted'} "
+                  "(most relevant first)")
+    ax.set_ylabel("probability of the explained class (mean)")
+    ax.set_title(f"{mode}: {'lower' if mode == 'deletion' else 'higher'} curve = more faithful")
+axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+fig.suptitle(f"deletion and insertion, {len(faith_pixels)} images ({model.config.name_or_path.split('/')[-1]})")
+viz.save(fig, "05_deletion_insertion_curves")
+plt.show()
+
+# %% [markdown]
+# ## 3 · Sanity check: does the map depend on the model?
+#
+# Adebayo et al. (2018) re-initialise a trained network from the top down, one stage at a time
+# (here: the head, then each encoder layer from the last to the first, then the embeddings), and
+# compare each new map with the original by Spearman's rank correlation ρ. An explanation of the
+# model must change as the model is destroyed; a map that keeps ρ near 1 is explaining the image
+# (edges, colours), not the model. Class-agnostic methods (raw attention, rollout) never read the
+# head, so they cannot change at the first stage: that alone is not a failure, but it means they
+# cannot tell classes apart.
+
+# %%
+sanity_pixels, sanity_targets = faith_pixels[:N_SANITY], faith_targets[:N_SANITY]
+sanity = E.sanity_scores(model, sanity_pixels, sanity_targets, VARIANTS, seed=SEED)
+stage_names = list(dict.fromkeys(sanity["stage"]))
+sanity.groupby(["variant", "step"], sort=False)["rho"].mean().unstack("step").set_axis(
+    stage_names, axis=1).round(2)
+
+# %%
+mean_rho = sanity.groupby(["variant", "step"], sort=False)["rho"].mean()
+groups = {"attention, rollout and gradient methods": [v for v in VARIANTS if VARIANTS[v][0] != "attnlrp"],
+          "AttnLRP, by Gamma preset": [v for v in VARIANTS if VARIANTS[v][0] == "attnlrp"]}
+fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True, layout="constrained")
+for ax, (group, labels) in zip(axes, groups.items()):
+    for label in labels:
+        ax.plot(range(1, len(stage_names) + 1), mean_rho[label].to_numpy(), marker="o", ms=3,
+                color=colours[label], label=label)
+    ax.axhline(0, color="black", lw=0.8, ls=":")
+    ax.set_xticks(range(1, len(stage_names) + 1), [f"+ {s}" for s in stage_names], rotation=30)
+    ax.set_xlabel("randomised so far (cumulative, from the top)")
+    ax.set_ylim(-1.05, 1.05)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(group)
+axes[0].set_ylabel("Spearman ρ with the original map (mean)")
+fig.suptitle(f"cascading randomisation, {len(sanity_pixels)} images: a map that explains the model "
+             "falls towards ρ = 0")
+viz.save(fig, "05_sanity_curves")
+plt.show()
+
+# %% [markdown]
+# ## 4 · Cost
+#
+# Time per image of each method divided by the time per image of one forward pass without
+# gradients, both measured back to back in this run on the same batch
+# (`helpers.metrics.relative_cost`). Seconds depend on the machine; the ratio much less.
+
+# %%
+cost = E.cost_scores(model, faith_pixels[:N_TIMING], faith_targets[:N_TIMING], VARIANTS,
+                     repeats=TIMING_REPEATS)
+fig, ax = plt.subplots(figsize=(7, 0.3 * len(cost) + 1.2), layout="constrained")
+ax.barh(cost["variant"], cost["cost"], color=[colours[v] for v in cost["variant"]])
+ax.axvline(1, color="black", lw=0.8, ls=":", label="one forward pass")
+ax.invert_yaxis()
+ax.set_xscale("log")
+ax.set_xlabel("time per image / time of one forward pass (log scale)")
+ax.set_title(f"cost on {DEVICE}, batch of {len(faith_pixels[:N_TIMING])}")
+ax.legend(loc="lower right")
+viz.save(fig, "05_cost")
+plt.show()
+
+# %% [markdown]
+# ## 5 · One table
+#
+# Everything above, one row per method (the two references at the bottom): pointing game and
+# relevance mass with 95 % intervals (offline only), the deletion and insertion areas with 95 %
+# bootstrap intervals, the mean Spearman ρ after randomising the head only (`sanity ρ (head)`)
+# and after randomising every weight (`sanity ρ (final)`), and the cost in forward passes. The
+# CSV keeps the raw numbers and the interval bounds (`*_lo`, `*_hi`).
+
+# %%
+results = E.results_table(localisation, faithfulness, sanity, cost, seed=SEED)
+results = results.reindex([*VARIANTS, *REFERENCES])
+table_path = viz.figure_dir() / "05_results_table.csv"
+results.round(4).to_csv(table_path)
+(viz.figure_dir() / "05_results_table.md").write_text(E.formatted(results).to_markdown() + "\n")
+print(f"saved {table_path.name} and 05_results_table.md in {table_path.parent.name}/")
+E.formatted(results)
+
+# %%
+fig, ax = plt.subplots(figsize=(14, 0.32 * len(results) + 0.8))
+ax.axis("off")
+shown_table = E.formatted(results)
+drawn = ax.table(cellText=shown_table.to_numpy(), rowLabels=shown_table.index,
+                 colLabels=list(shown_table.columns), loc="center", cellLoc="center")
+drawn.auto_set_font_size(False)
+drawn.set_fontsize(7.5)
+drawn.scale(1, 1.3)
+ax.set_title(f"05 · results ({world} world, {model.config.name_or_path.split('/')[-1]}); "
+             "[95 % interval]; deletion: lower is better", fontsize=10)
+viz.save(fig, "05_results_table")
+plt.show()
+
+# %% [markdown]
+# The same numbers as bars with their intervals. Grey bars are the references; a method whose
+# interval overlaps the random map's has not shown, with this many images, that it does better.
+
+# %%
+panels = [("pointing", "pointing game (hit rate)"), ("mass", "relevance mass on the object"),
+          ("deletion", "deletion area (lower = better)"), ("insertion", "insertion area (higher = better)")]
+panels = [(column, title) for column, title in panels if results[column].notna().any()]
+fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.3 * len(results) + 1.6),
+                         sharey=True, layout="constrained", squeeze=False)
+for ax, (column, title) in zip(axes[0], panels):
+    rows = results[results[column].notna()]
+    errors = [rows[column] - rows[f"{column}_lo"], rows[f"{column}_hi"] - rows[column]]
+    ax.barh(rows.index, rows[column], xerr=errors, capsize=2,
+            color=[viz.NEUTRAL_COLOUR if v in REFERENCES else colours[v] for v in rows.index])
+    if E.RANDOM in rows.index:
+        ax.axvline(rows.loc[E.RANDOM, column], color="black", ls="--", lw=0.8)
+    ax.set_xlabel(title)
+    ax.set_xlim(0, max(1.0, float(rows[f"{column}_hi"].max())))
+axes[0, 0].invert_yaxis()
+fig.suptitle("every method by the same protocol, 95 % intervals (dashed: the random map)")
+viz.save(fig, "05_results_bars")
+plt.show()
+
+# %% [markdown]
+# ## 6 · What the numbers say
+#
+# The text below is written from the table of this run, so it stays true when the numbers change
+# (another world, more images, a retrained model). "Beats" means the 95 % intervals do not
+# overlap; a method that neither beats nor loses to the random map is *inconclusive*, not equal.
+
+# %%
+methods = results.loc[list(VARIANTS)]
+random_row = results.loc[E.RANDOM]
+
+
+def beats_random(column, higher_is_better=True):
+    """Methods whose 95 % interval lies entirely on the better side of the random map's."""
+    if higher_is_better:
+        return list(methods.index[methods[f"{column}_lo"] > random_row[f"{column}_hi"]])
+    return list(methods.index[methods[f"{column}_hi"] < random_row[f"{column}_lo"]])
+
+
+def names(labels):
+    return ", ".join(labels) if labels else "none"
+
+
+findings = {}
+if localisation is not None:
+    findings["pointing"] = beats_random("pointing")
+    findings["mass"] = beats_random("mass")
+    print(f"Pointing game: best {methods['pointing'].idxmax()} ({methods['pointing'].max():.2f}), "
+          f"worst {methods['pointing'].idxmin()} ({methods['pointing'].min():.2f}); random map "
+          f"{random_row['pointing']:.2f}. Above random: {names(findings['pointing'])}.")
+    print(f"Relevance mass: best {methods['mass'].idxmax()} ({methods['mass'].max():.2f}), worst "
+          f"{methods['mass'].idxmin()} ({methods['mass'].min():.2f}); a uniform map scores the "
+          f"object's area share, {results.loc[E.UNIFORM, 'mass']:.2f}. Above random: {names(findings['mass'])}.")
+findings["deletion"] = beats_random("deletion", higher_is_better=False)
+findings["insertion"] = beats_random("insertion")
+print(f"Deletion: best {methods['deletion'].idxmin()} ({methods['deletion'].min():.2f}) vs random "
+      f"{random_row['deletion']:.2f}; better than random: {names(findings['deletion'])}.")
+print(f"Insertion: best {methods['insertion'].idxmax()} ({methods['insertion'].max():.2f}) vs random "
+      f"{random_row['insertion']:.2f}; better than random: {names(findings['insertion'])}.")
+class_agnostic = list(methods.index[methods["rho_head"] > 0.99])
+insensitive = list(methods.index[methods["rho_final"] > 0.5])
+print(f"Sanity: maps unchanged when the head is randomised (class-agnostic): {names(class_agnostic)}. "
+      f"Still correlated (ρ > 0.5) with the original after every weight is randomised, i.e. not "
+      f"explaining the model: {names(insensitive)}. Lowest final ρ: {methods['rho_final'].idxmin()} "
+      f"({methods['rho_final'].min():.2f}).")
+print(f"Cost: cheapest {methods['cost'].idxmin()} ({methods['cost'].min():.1f}× a forward pass), "
+      f"dearest {methods['cost'].idxmax()} ({methods['cost'].max():.1f}×).")
+everywhere = set(methods.index).intersection(*map(set, findings.values()))
+print(f"Better than random on every measured metric: {names([m for m in methods.index if m in everywhere])}.")
+
+# %% [markdown]
+# Claims that must hold for the discussion to be right are checked here, so a regression (a
+# broken method, a changed metric) fails the run instead of silently changing the story.
+
+# %%
+assert list(results.index) == [*VARIANTS, *REFERENCES], "every method and both references in the table"
+assert methods[["deletion", "insertion"]].notna().all().all() and methods["cost"].gt(0).all()
+for column in ("pointing", "mass", "deletion", "insertion"):
+    values = results[[column, f"{column}_lo", f"{column}_hi"]].dropna()
+    assert values.ge(0).all().all() and values.le(1 + 1e-6).all().all(), column
+    assert (values[f"{column}_lo"] <= values[column] + 1e-9).all() and (values[column] <= values[f"{column}_hi"] + 1e-9).all()
+assert methods[["rho_head", "rho_final"]].abs().le(1 + 1e-6).all().all()
+# raw attention and rollout never read the head: their maps cannot change when only it is randomised
+assert (methods.loc[[v for v in VARIANTS if VARIANTS[v][0] in ("attention", "rollout")], "rho_head"] > 0.999).all()
+if localisation is not None:
+    assert np.isclose(results.loc[E.UNIFORM, "mass"], localisation.query("variant == @E.UNIFORM")["area"].mean())
+    assert methods["pointing"].max() > random_row["pointing"], "the best method must beat a random map"
+    assert methods["mass"].max() > random_row["mass"]
+assert methods["deletion"].min() < random_row["deletion"], "some method must delete faster than random"
+assert methods["insertion"].max() > random_row["insertion"]
+
+# %% [markdown]
+# ## Summary
+#
+# - A heatmap is a claim about the model; the metrics test three different claims. *Localisation*
+#   asks whether the map agrees with where a human knows the object is; *faithfulness* whether the
+#   model actually needs the patches the map ranks first; *sanity* whether the map depends on the
+#   model's weights at all. A method can pass one and fail another, so report all three.
+# - Every number needs a reference and an interval: the random map is the floor, the uniform map
+#   gives the relevance mass of knowing nothing (the object's area share), and the 95 % intervals
+#   say which differences the number of images can support. The printed discussion above names,
+#   for this run, which methods clear the random map on each metric.
+# - Class-agnostic maps (raw attention, rollout) do not change when the head is randomised, by
+#   construction: they describe where the model reads, not what decided the class.
+# - Cost differs by an order of magnitude between methods; Gamma rules for AttnLRP are the
+#   dearest. Whether the extra cost buys faithfulness is what the table is for.
+#
+# ## Exercises
+#
+# 1. Run the deletion curves with `DELETION_BASELINE = "blur"` (Petsiuk et al. insert into a
+#    blurred image). Does the ranking of the methods change? What does that say about the metric?
+# 2. The pointing game uses a 15 px tolerance. Recompute `localisation_scores` with
+#    `tolerance=0`: which methods lose most, and why might coarse (rollout-like) maps be affected
+#    differently from sharp (LRP) ones?
+# 3. Add a method variant to `VARIANTS`, e.g. `("attention", {"layer": 0})` or LeGrad on the last
+#    two layers only (`{"layers": [-2, -1]}`), and place it in the table.
+# 4. Adebayo et al. also report ρ of the *absolute* maps (`absolute=True` in
+#    `helpers.metrics.cascading_randomization`). Do signed AttnLRP maps look more or less sane by
+#    that measure?
