@@ -1,9 +1,11 @@
 """Generated scenes with a ground-truth object mask: the offline world's images.
 
-Each 224x224 RGB scene holds one *target* object of one of ``K = len(CLASS_NAMES)`` shape classes
-on a cluttered background with *distractors* (elongated ellipses, bars and wavy strokes) that belong
-to no class. Colours are drawn independently of the class, so only the target's shape tells the
-classes apart, and the pixel mask of the target says where the evidence is.
+Each 224x224 RGB scene holds one *target* object of one of ``K = len(CLASS_NAMES)`` classes on a
+cluttered background with *distractors* (plain elongated ellipses, bars and wavy strokes) that
+belong to no class. A class is a shape with its own fill texture (disk: plain, square: stripes,
+triangle: checkerboard, star: dots, ring: concentric bands, cross: grid lines), drawn in a random
+colour and a darker shade of it; colours are drawn independently of the class, so only the object
+itself -- shape and texture -- tells the classes apart, and its pixel mask says where the evidence is.
 
 Shapes are implicit: each is a signed distance function ``d(u, v)`` on a rotated, scaled coordinate
 grid (negative inside), drawn with a one-pixel anti-aliased edge, ``alpha = clip(0.5 - d_px, 0, 1)``,
@@ -13,10 +15,10 @@ and alpha-composited, ``img = (1 - alpha) img + alpha colour``. The target's mas
 Splits (image ``i`` of split ``s`` with seed ``seed`` is always the same: its random generator is
 seeded from ``(s, seed, i)``; class ``i mod K``, so every ``K`` consecutive images are balanced):
 
-- ``standard``: a large (14-30 % of the image area), high-contrast target, 3-7 distractors.
+- ``standard``: a large (14-30 % of the image area), high-contrast target, 2-5 smaller distractors.
 - ``hard``: this world's natural adversarial set, as ImageNet-A is for ViT-B/16: each image has two
   or three of *small* (2-6 % of the area), *low contrast*, *occluded* (bars drawn across the
-  target) and *cluttered* (14-22 distractors).
+  target) and *cluttered* (14-22 distractors as large as the target).
 - ``background``: the ``standard`` scene with the target left out (label = the removed object's
   class, mask = where it was). A model that classifies these at chance has not learned to read the
   class from the background.
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-GENERATOR_VERSION = "scenes-1"
+GENERATOR_VERSION = "scenes-3"
 SIZE = 224
 CLASS_NAMES = ["disk", "square", "triangle", "star", "ring", "cross"]
 SPLITS = ("standard", "hard", "background")
@@ -77,6 +79,30 @@ def _cross(u, v):
     return np.minimum(np.maximum(au - 1.0, av - 0.3), np.maximum(au - 0.3, av - 1.0))
 
 
+def _stripes(x, y, period=10.0):
+    return 0.5 + 0.5 * np.sin(x * (2 * np.pi / period))
+
+
+def _checkerboard(x, y, period=14.0):
+    return 0.5 + 0.5 * np.tanh(4 * np.sin(x * (2 * np.pi / period)) * np.sin(y * (2 * np.pi / period)))
+
+
+def _dots(x, y, period=10.0):
+    return np.clip(np.cos(x * (2 * np.pi / period)) + np.cos(y * (2 * np.pi / period)) - 0.8, 0, 1)
+
+
+def _bands(x, y, period=8.0):
+    return 0.5 + 0.5 * np.sin(np.hypot(x, y) * (2 * np.pi / period))
+
+
+def _grid_lines(x, y, period=10.0):
+    k = 2 * np.pi / period
+    return np.clip(2 * np.maximum(np.cos(x * k), np.cos(y * k)) - 1, 0, 1)
+
+
+TEXTURES = {"disk": None, "square": _stripes, "triangle": _checkerboard, "star": _dots,
+            "ring": _bands, "cross": _grid_lines}
+
 SHAPES = {"disk": _disk, "square": _square, "triangle": _triangle, "star": _star,
           "ring": _ring, "cross": _cross}
 
@@ -108,10 +134,13 @@ _UNIT_AREA = {name: _unit_area(fn) for name, fn in SHAPES.items()}
 
 # --- drawing ----------------------------------------------------------------------------------
 
-def _stamp(canvas, sdf, cx, cy, radius, angle, colour, visible=None, extent=(1.1, 1.1), **params):
+def _stamp(canvas, sdf, cx, cy, radius, angle, colour, visible=None, extent=(1.1, 1.1),
+           texture=None, shade=None, **params):
     """Composite one anti-aliased shape into ``canvas`` (in place); return its alpha as
     ``(rows, cols, alpha_patch)``.
 
+    ``texture(x, y)`` (optional; pixel coordinates in the shape's rotated frame, values in [0, 1])
+    blends the fill from ``colour`` (0) to ``shade`` (1).
     The shape lies within ``|u| <= extent[0]``, ``|v| <= extent[1]`` (radius units), which bounds
     the pixels evaluated. ``visible`` (optional, [SIZE, SIZE]) is the alpha of an object below; it
     is multiplied by ``1 - alpha`` (in place), as this shape covers it."""
@@ -125,6 +154,8 @@ def _stamp(canvas, sdf, cx, cy, radius, angle, colour, visible=None, extent=(1.1
     patch = np.clip(0.5 - sdf(u, v, **params) * radius, 0.0, 1.0)
     if visible is not None:
         visible[rows, cols] *= 1.0 - patch
+    if texture is not None:
+        colour = colour + texture(u * radius, v * radius)[..., None] * (shade - colour)
     region = canvas[rows, cols]
     region += patch[..., None] * (colour - region)
     return rows, cols, patch
@@ -169,10 +200,10 @@ def _background(rng):
     return canvas
 
 
-def _draw_distractors(canvas, rng, count, scale, visible=None):
+def _draw_distractors(canvas, rng, count, scale, max_width, visible=None):
     for _ in range(count):
         sdf = DISTRACTORS[rng.integers(len(DISTRACTORS))]
-        width = rng.uniform(0.06, 0.3)
+        width = rng.uniform(0.05, max_width)
         _stamp(canvas, sdf, rng.uniform(0, SIZE), rng.uniform(0, SIZE), scale * rng.uniform(0.5, 1.2),
                rng.uniform(0, np.pi), _random_colour(rng), visible, (1.0, width + 0.3), width=width)
 
@@ -238,20 +269,25 @@ def make_scene(split="standard", seed=0, index=0) -> Scene:
     margin = 1.05 * radius + 2
     cx, cy = rng.uniform(margin, SIZE - margin, size=2)
     angle = rng.uniform(0, 2 * np.pi)
-    n_distractors = rng.integers(14, 23) if "cluttered" in factors else rng.integers(3, 8)
+    if "cluttered" in factors:
+        n_distractors, clutter = rng.integers(14, 23), (max(radius, 40.0), 0.3)
+    else:
+        n_distractors, clutter = rng.integers(2, 6), (0.6 * radius, 0.2)
     n_behind = rng.integers(0, n_distractors + 1)
-    _draw_distractors(canvas, rng, n_behind, scale=max(radius, 40.0))
+    _draw_distractors(canvas, rng, n_behind, *clutter)
 
     r0, r1 = int(max(cy - radius, 0)), int(min(cy + radius, SIZE))
     c0, c1 = int(max(cx - radius, 0)), int(min(cx + radius, SIZE))
     local_mean = canvas[r0:r1, c0:c1].reshape(-1, 3).mean(0)
     colour = _target_colour(rng, local_mean, "low_contrast" in factors)
     target_layer = np.zeros_like(canvas) if split == "background" else canvas
-    rows, cols, alpha = _stamp(target_layer, SHAPES[name], cx, cy, radius, angle, colour)
+    shade = colour * (0.85 if "low_contrast" in factors else 0.4)
+    rows, cols, alpha = _stamp(target_layer, SHAPES[name], cx, cy, radius, angle, colour,
+                               texture=TEXTURES[name], shade=shade)
     visible = np.zeros((SIZE, SIZE), np.float32)
     visible[rows, cols] = alpha
 
-    _draw_distractors(canvas, rng, n_distractors - n_behind, max(radius, 40.0), visible)
+    _draw_distractors(canvas, rng, n_distractors - n_behind, *clutter, visible)
     if "occluded" in factors:
         _draw_occluders(canvas, rng, cx, cy, radius, visible)
 
