@@ -259,8 +259,12 @@ plt.show()
 try:
     import ipywidgets as widgets
 
+    def redraw(sample, layer, head):
+        show_attention(sample, layer, head)
+        plt.show()
+
     widgets.interact(
-        lambda sample, layer, head: plt.show(show_attention(sample, layer, head)),
+        redraw,
         sample=widgets.IntSlider(0, 0, len(rows) - 1, description="sample"),
         layer=widgets.IntSlider(n_layers - 1, 0, n_layers - 1, description="layer (0 = first)"),
         head=widgets.Dropdown(options=HEAD_CHOICES, value="mean", description="head"))
