@@ -46,6 +46,8 @@ and the gradient handed on is ``R_in / x``. This is exactly zennit 0.5.1's ``Gam
 ``monkey_patch_zennit`` (tested to 1e-5), but computed in one backward with two extra products
 (``|W||x|`` and ``c |W|``: ``W+x+ + W-x- = (Wx + |W||x|)/2`` and likewise in the backward)
 instead of zennit's four re-run modified forwards -- and without patching zennit or lxt classes.
+Measured on a random ViT-B/16 (CPU, one thread, busy machine, +-30 %): AttnLRP costs ~0.9x a
+plain forward+backward without Gamma and ~1.7x with the balanced preset (zennit's hooks: ~3.4x).
 
 No side effects: lxt's own patches replace ``forward`` of whole classes for the whole process.
 Here the rules are installed as *instance-level* ``forward`` attributes on this model's modules
@@ -171,23 +173,18 @@ class _GammaRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, weight, bias, y = ctx.saved_tensors
-        gamma, ops = ctx.gamma, ctx.ops
-        weighted = y if bias is None else y - ops.as_bias(bias)  # Wx
-        magnitude = ops.forward(x.abs(), weight.abs(), None)  # |W||x|
-        positive = (weighted + magnitude) / 2  # W+x+ + W-x-
-        negative = (weighted - magnitude) / 2  # W-x+ + W+x-
-        if bias is not None:
-            positive = positive + ops.as_bias(bias.clamp(min=0))
-            negative = negative + ops.as_bias(bias.clamp(max=0))
-        relevance = grad_output * y
-        share_pos = (y > 0) * relevance / _stabilize(y + gamma * positive, _GAMMA_EPSILON)
-        share_neg = (y < 0) * relevance / _stabilize(y + gamma * negative, _GAMMA_EPSILON)
-        plain = ops.transposed(share_pos + share_neg, weight, x.shape)  # c W
-        signed = ops.transposed(share_pos - share_neg, weight.abs(), x.shape)  # (c+ - c-) |W|
-        to_positive = plain + gamma * (plain + signed) / 2  # c+ (W + gW+) + c- (W + gW-)
-        to_negative = plain + gamma * (plain - signed) / 2  # c+ (W + gW-) + c- (W + gW+)
-        relevance_in = x.clamp(min=0) * to_positive + x.clamp(max=0) * to_negative
-        return relevance_in / _stabilize(x, _INPUT_EPSILON), None, None, None, None
+        gamma, ops, abs_weight, sign_y = ctx.gamma, ctx.ops, weight.abs(), y.sign()
+        # The denominator in use at each output (y > 0: y + g (W+x+ + W-x- + b+); y < 0:
+        # y + g (W-x+ + W+x- + b-)) is y + g/2 (y + sign(y) (|W||x| + |b|)), as W+x+ + W-x- =
+        # (Wx + |W||x|) / 2 and b+ = (b + |b|) / 2; exact where it is used (no cancellation).
+        magnitude = ops.forward(x.abs(), abs_weight, None if bias is None else bias.abs())
+        denominator = y * (1 + gamma / 2) + (gamma / 2) * sign_y * magnitude
+        share = grad_output * y / _stabilize(denominator, _GAMMA_EPSILON)  # c+ + c-; 0 where y = 0
+        plain = ops.transposed(share, weight, x.shape)  # (c+ + c-) W
+        signed = ops.transposed(share * sign_y, abs_weight, x.shape)  # (c+ - c-) |W|
+        # x > 0: c+ (W + gW+) + c- (W + gW-);  x < 0: c+ (W + gW-) + c- (W + gW+)
+        gradient = plain * (1 + gamma / 2) + (gamma / 2) * x.sign() * signed
+        return gradient * (x / _stabilize(x, _INPUT_EPSILON)), None, None, None, None
 
 
 def gamma_forward(module, gamma):
