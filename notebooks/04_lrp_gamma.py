@@ -448,8 +448,8 @@ if world == "offline":
     plt.show()
 
 # %% [markdown]
-# Floors that must hold, set after measuring the trained tiny model (below its numbers, with room
-# for noise) and compared with the random map on the same masks.
+# Floors that must hold, checked in code: every preset, and the best cell of the grid, must put
+# more of its positive relevance on the object than a random map does on the same masks.
 
 # %%
 if world == "offline":
