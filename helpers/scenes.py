@@ -4,7 +4,7 @@ Each 224x224 RGB scene holds one *target* object of one of ``K = len(CLASS_NAMES
 cluttered background with *distractors* (plain elongated ellipses, bars and wavy strokes) that
 belong to no class. A class is a shape with its own fill texture (disk: plain, square: stripes,
 triangle: checkerboard, star: dots, ring: concentric bands, cross: grid lines), drawn in a random
-colour and a darker shade of it; colours are drawn independently of the class, so only the object
+colour and a darker or lighter shade of it; colours are drawn independently of the class, so only the object
 itself -- shape and texture -- tells the classes apart, and its pixel mask says where the evidence is.
 
 Shapes are implicit: each is a signed distance function ``d(u, v)`` on a rotated, scaled coordinate
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-GENERATOR_VERSION = "scenes-3"
+GENERATOR_VERSION = "scenes-4"
 SIZE = 224
 CLASS_NAMES = ["disk", "square", "triangle", "star", "ring", "cross"]
 SPLITS = ("standard", "hard", "background")
@@ -79,23 +79,23 @@ def _cross(u, v):
     return np.minimum(np.maximum(au - 1.0, av - 0.3), np.maximum(au - 0.3, av - 1.0))
 
 
-def _stripes(x, y, period=10.0):
+def _stripes(x, y, period=16.0):
     return 0.5 + 0.5 * np.sin(x * (2 * np.pi / period))
 
 
-def _checkerboard(x, y, period=14.0):
+def _checkerboard(x, y, period=22.0):
     return 0.5 + 0.5 * np.tanh(4 * np.sin(x * (2 * np.pi / period)) * np.sin(y * (2 * np.pi / period)))
 
 
-def _dots(x, y, period=10.0):
+def _dots(x, y, period=16.0):
     return np.clip(np.cos(x * (2 * np.pi / period)) + np.cos(y * (2 * np.pi / period)) - 0.8, 0, 1)
 
 
-def _bands(x, y, period=8.0):
+def _bands(x, y, period=14.0):
     return 0.5 + 0.5 * np.sin(np.hypot(x, y) * (2 * np.pi / period))
 
 
-def _grid_lines(x, y, period=10.0):
+def _grid_lines(x, y, period=16.0):
     k = 2 * np.pi / period
     return np.clip(2 * np.maximum(np.cos(x * k), np.cos(y * k)) - 1, 0, 1)
 
@@ -230,6 +230,13 @@ def _target_colour(rng, local_mean, low_contrast):
     return candidates[far[0] if far.size else distance.argmax()]
 
 
+def _shade(colour, strength):
+    """The texture's second colour: ``colour`` moved by ``strength`` towards black if it is light,
+    towards white if it is dark, so the texture always shows."""
+    target = 0.0 if colour.mean() > 0.5 else 1.0
+    return colour + strength * (target - colour)
+
+
 class Scene(NamedTuple):
     """One generated scene: ``image`` uint8 [224, 224, 3], ``mask`` bool [224, 224]."""
 
@@ -281,7 +288,7 @@ def make_scene(split="standard", seed=0, index=0) -> Scene:
     local_mean = canvas[r0:r1, c0:c1].reshape(-1, 3).mean(0)
     colour = _target_colour(rng, local_mean, "low_contrast" in factors)
     target_layer = np.zeros_like(canvas) if split == "background" else canvas
-    shade = colour * (0.85 if "low_contrast" in factors else 0.4)
+    shade = _shade(colour, 0.15 if "low_contrast" in factors else 0.75)
     rows, cols, alpha = _stamp(target_layer, SHAPES[name], cx, cy, radius, angle, colour,
                                texture=TEXTURES[name], shade=shade)
     visible = np.zeros((SIZE, SIZE), np.float32)

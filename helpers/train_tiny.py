@@ -137,13 +137,13 @@ def train(steps: int, batch_size: int, lr: float, warmup: int, weight_decay: flo
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--low-res-fraction", type=float, default=0.7,
+    parser.add_argument("--low-res-fraction", type=float, default=0.8,
                         help="fraction of the steps trained at 112x112")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     parser.add_argument("--eval-n", type=int, default=600, help="scenes per split to evaluate")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import distance_transform_edt
 
 from helpers.scenes import CLASS_NAMES, SceneDataset, make_scene, to_pixel_values
 
@@ -28,13 +28,13 @@ def test_masks_are_non_empty_and_standard_objects_are_large():
 
 def test_the_object_lies_in_the_mask():
     """Removing the target (the background split) changes pixels only at the target: inside its
-    mask, dilated by 3 pixels for the anti-aliased edge (sharp tips reach furthest), and almost all
+    mask or within 3 pixels of it, for the anti-aliased edge (sharp tips reach furthest), and almost all
     of the mask."""
     for i in range(12):
         scene, empty = make_scene("standard", 3, i), make_scene("background", 3, i)
         assert np.array_equal(scene.mask, empty.mask)
         changed = np.abs(scene.image.astype(int) - empty.image.astype(int)).max(-1) > 0
-        assert not (changed & ~binary_dilation(scene.mask, iterations=3)).any()
+        assert distance_transform_edt(~scene.mask)[changed].max() <= 3
         assert changed[scene.mask].mean() > 0.9
 
 
