@@ -58,7 +58,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PRESETS = ["none", "conservative", "balanced", "aggressive", "very_aggressive"]  # AttnLRP Gamma
 ROLLOUT_MAX_DISCARD = 0.9  # also rollout with max fusion, lowest 90 % discarded (None: leave out)
 N_LOCALISATION_PER_CLASS = 3 if CI else 40  # standard scenes per class (6 classes), offline only
-# Sizes per world: ViT-B/16 costs ~0.25 s per forward pass on a CPU, the tiny model ~100x less.
+# Sizes per world: ViT-B/16 costs ~0.25 s per forward pass on a CPU, the tiny model ~20x less.
 N_FAITHFULNESS = {"offline": 6 if CI else 64, "real": 4 if CI else 16}  # images for deletion
 DELETION_STEPS = 4 if CI else 14  # curve points - 1; each step changes 196 / steps patches
 DELETION_BASELINE = "zero"  # what replaces a patch: "zero" (grey) | "blur" | "mean"
