@@ -16,9 +16,9 @@ Splits (image ``i`` of split ``s`` with seed ``seed`` is always the same: its ra
 seeded from ``(s, seed, i)``; class ``i mod K``, so every ``K`` consecutive images are balanced):
 
 - ``standard``: a large (14-30 % of the image area), high-contrast target, 2-5 smaller distractors.
-- ``hard``: this world's natural adversarial set, as ImageNet-A is for ViT-B/16: each image has two
-  or three of *small* (2-6 % of the area), *low contrast*, *occluded* (bars drawn across the
-  target) and *cluttered* (14-22 distractors as large as the target).
+- ``hard``: this world's natural adversarial set, as ImageNet-A is for ViT-B/16: each image has one
+  or two of *small* (4-9 % of the area), *low contrast*, *occluded* (one or two bars drawn across
+  the target) and *cluttered* (12-18 distractors as large as the target).
 - ``background``: the ``standard`` scene with the target left out (label = the removed object's
   class, mask = where it was). A model that classifies these at chance has not learned to read the
   class from the background.
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-GENERATOR_VERSION = "scenes-4"
+GENERATOR_VERSION = "scenes-5"
 SIZE = 224
 CLASS_NAMES = ["disk", "square", "triangle", "star", "ring", "cross"]
 SPLITS = ("standard", "hard", "background")
@@ -209,8 +209,8 @@ def _draw_distractors(canvas, rng, count, scale, max_width, visible=None):
 
 
 def _draw_occluders(canvas, rng, cx, cy, radius, visible):
-    """Two or three thick bars across the target, covering a good part of it."""
-    for _ in range(rng.integers(2, 4)):
+    """One or two thick bars across the target, covering a good part of it."""
+    for _ in range(rng.integers(1, 3)):
         width = rng.uniform(0.12, 0.22)
         _stamp(canvas, _bar, cx + rng.uniform(-0.5, 0.5) * radius, cy + rng.uniform(-0.5, 0.5) * radius,
                radius * rng.uniform(1.2, 2.0), rng.uniform(0, np.pi), _random_colour(rng),
@@ -219,10 +219,10 @@ def _draw_occluders(canvas, rng, cx, cy, radius, visible):
 
 def _target_colour(rng, local_mean, low_contrast):
     """A random colour at RGB distance >= 0.45 from the background under the target, or, for
-    low contrast, one at distance 0.07-0.13 from it."""
+    low contrast, one at distance 0.08-0.15 from it."""
     if low_contrast:
         direction = rng.normal(size=3).astype(np.float32)
-        colour = local_mean + direction / np.linalg.norm(direction) * rng.uniform(0.07, 0.13)
+        colour = local_mean + direction / np.linalg.norm(direction) * rng.uniform(0.08, 0.15)
         return np.clip(colour, 0, 1)
     candidates = _random_colours(rng, 12)
     distance = np.linalg.norm(candidates - local_mean, axis=1)
@@ -257,7 +257,7 @@ def _rng(split, seed, index):
 def _hard_factors(rng, split):
     if split != "hard":
         return ()
-    chosen = rng.permutation(len(HARD_FACTORS))[: rng.integers(2, 4)]
+    chosen = rng.permutation(len(HARD_FACTORS))[: rng.integers(1, 3)]
     return tuple(HARD_FACTORS[k] for k in sorted(chosen))
 
 
@@ -271,13 +271,13 @@ def make_scene(split="standard", seed=0, index=0) -> Scene:
     factors = _hard_factors(rng, split)
 
     canvas = _background(rng)
-    area = rng.uniform(0.02, 0.06) if "small" in factors else rng.uniform(0.14, 0.30)
+    area = rng.uniform(0.04, 0.09) if "small" in factors else rng.uniform(0.14, 0.30)
     radius = min(np.sqrt(area * SIZE * SIZE / _UNIT_AREA[name]), 0.45 * SIZE)
     margin = 1.05 * radius + 2
     cx, cy = rng.uniform(margin, SIZE - margin, size=2)
     angle = rng.uniform(0, 2 * np.pi)
     if "cluttered" in factors:
-        n_distractors, clutter = rng.integers(14, 23), (max(radius, 40.0), 0.3)
+        n_distractors, clutter = rng.integers(12, 19), (max(radius, 40.0), 0.3)
     else:
         n_distractors, clutter = rng.integers(2, 6), (0.6 * radius, 0.2)
     n_behind = rng.integers(0, n_distractors + 1)
@@ -288,7 +288,7 @@ def make_scene(split="standard", seed=0, index=0) -> Scene:
     local_mean = canvas[r0:r1, c0:c1].reshape(-1, 3).mean(0)
     colour = _target_colour(rng, local_mean, "low_contrast" in factors)
     target_layer = np.zeros_like(canvas) if split == "background" else canvas
-    shade = _shade(colour, 0.15 if "low_contrast" in factors else 0.75)
+    shade = _shade(colour, 0.25 if "low_contrast" in factors else 0.75)
     rows, cols, alpha = _stamp(target_layer, SHAPES[name], cx, cy, radius, angle, colour,
                                texture=TEXTURES[name], shade=shade)
     visible = np.zeros((SIZE, SIZE), np.float32)

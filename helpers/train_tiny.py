@@ -7,11 +7,12 @@ encoder, so it trains from scratch on two CPU cores in minutes. Every training i
 random colours, positions, sizes and clutter are the augmentation. AdamW, linear warm-up then a
 cosine schedule, label smoothing; deterministic given the seed (same thread count, same machine).
 
-To fit the CPU budget, the first ``--low-res-fraction`` of the steps sees the scenes average-pooled
-to 112x112 (a 7x7 grid, about a quarter of the compute; the position embeddings are interpolated
-by ``interpolate_pos_encoding``), and the rest at the full 224x224 -- progressive resizing as in
-Touvron et al. 2019, "Fixing the train-test resolution discrepancy" (FixRes). The saved model
-is an ordinary 224-pixel, 14x14-grid ViT.
+To fit the CPU budget, the first ``--low-res-fraction`` of the steps sees 112x112 crops around the
+target (a 7x7 grid, about a quarter of the compute; the position embeddings are interpolated by
+``interpolate_pos_encoding``), and the rest the full 224x224 scenes. Crops rather than downscaled
+scenes keep the objects at the scale of the final task, so the switch costs little (downscaling
+was tried: 98 % at 112 px fell to 59 % after the switch). The saved model is an ordinary
+224-pixel, 14x14-grid ViT.
 
 Writes ``config.json``, ``model.safetensors``, ``preprocessor_config.json`` and ``manifest.json``
 (configuration, seeds, generator version, accuracies on fresh seeds, time, versions) into ``--out``.
@@ -58,26 +59,40 @@ def build_processor():
                              image_std=[0.5] * 3, do_resize=True, do_rescale=True, do_normalize=True)
 
 
-def training_batch(step: int, batch_size: int):
-    """Batch ``step`` of the training stream: fresh standard scenes, classes balanced."""
+CROP = 112
+
+
+def training_batch(step: int, batch_size: int, crop: bool = False):
+    """Batch ``step`` of the training stream: fresh standard scenes, classes balanced; with
+    ``crop``, a CROP x CROP window around each target's centre (shifted by up to 24 px)."""
     first = step * batch_size
     scenes = [make_scene("standard", TRAIN_SEED, i) for i in range(first, first + batch_size)]
-    pixels = torch.stack([to_pixel_values(s.image) for s in scenes])
+    images = [s.image for s in scenes]
+    if crop:
+        shifts = np.random.default_rng([TRAIN_SEED, step]).integers(-24, 25, size=(batch_size, 2))
+        images = [_crop_around_target(s, shift) for s, shift in zip(scenes, shifts)]
+    pixels = torch.stack([to_pixel_values(image) for image in images])
     return pixels, torch.tensor([s.class_idx for s in scenes])
+
+
+def _crop_around_target(scene, shift):
+    centre = np.argwhere(scene.mask).mean(0) + shift
+    top, left = np.clip(np.round(centre - CROP / 2).astype(int), 0, scene.mask.shape[0] - CROP)
+    return scene.image[top:top + CROP, left:left + CROP]
 
 
 class TrainingStream(torch.utils.data.Dataset):
     """Item ``step`` = :func:`training_batch` ``(step, batch_size)``; lets a worker process generate
     the next batches while the model trains (the batches do not depend on the worker)."""
 
-    def __init__(self, steps: int, batch_size: int):
-        self.steps, self.batch_size = steps, batch_size
+    def __init__(self, steps: int, batch_size: int, low_res_steps: int):
+        self.steps, self.batch_size, self.low_res_steps = steps, batch_size, low_res_steps
 
     def __len__(self):
         return self.steps
 
     def __getitem__(self, step):
-        return training_batch(step, self.batch_size)
+        return training_batch(step, self.batch_size, crop=step < self.low_res_steps)
 
 
 def _single_threaded_worker(_):
@@ -111,13 +126,11 @@ def train(steps: int, batch_size: int, lr: float, warmup: int, weight_decay: flo
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     model.train()
     running_loss, running_correct = 0.0, 0
-    batches = torch.utils.data.DataLoader(TrainingStream(steps, batch_size), batch_size=None,
+    batches = torch.utils.data.DataLoader(TrainingStream(steps, batch_size, low_res_steps), batch_size=None,
                                           num_workers=1, prefetch_factor=4,
                                           worker_init_fn=_single_threaded_worker)
     for step, (pixels, labels) in enumerate(batches):
         low_res = step < low_res_steps
-        if low_res:
-            pixels = torch.nn.functional.avg_pool2d(pixels, 2)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, lr, warmup)
         logits = model(pixel_values=pixels, interpolate_pos_encoding=low_res).logits
@@ -152,41 +165,57 @@ def main(argv=None):
                              "use 2 on an idle machine)")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="re-evaluate the model saved in --out (e.g. after the hard or background "
+                             "split changed) and update its manifest; no training")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    low_res_steps = round(args.low_res_fraction * args.steps)
-    start = time.perf_counter()
-    model = train(args.steps, args.batch_size, args.lr, args.warmup, args.weight_decay,
-                  args.label_smoothing, args.seed, args.log_every, low_res_steps)
-    train_seconds = time.perf_counter() - start
+    if args.evaluate_only:
+        from transformers import ViTForImageClassification
+
+        model = ViTForImageClassification.from_pretrained(args.out, local_files_only=True).eval()
+        manifest = json.loads((args.out / "manifest.json").read_text())
+    else:
+        low_res_steps = round(args.low_res_fraction * args.steps)
+        start = time.perf_counter()
+        model = train(args.steps, args.batch_size, args.lr, args.warmup, args.weight_decay,
+                      args.label_smoothing, args.seed, args.log_every, low_res_steps)
+        manifest = training_manifest(args, low_res_steps, time.perf_counter() - start, model)
+        args.out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(args.out, safe_serialization=True)
+        build_processor().save_pretrained(args.out)
     scores = {split: accuracy(model, split, args.eval_n) for split in ("standard", "hard", "background")}
     print("accuracy on fresh scenes (seed %d): %s" % (EVAL_SEED, scores))
+    manifest.update({
+        "generator_version": GENERATOR_VERSION,
+        "evaluation": {"seed": EVAL_SEED, "images_per_split": args.eval_n,
+                       "accuracy": {k: round(v, 4) for k, v in scores.items()},
+                       "chance": round(1 / len(CLASS_NAMES), 4),
+                       "date": datetime.date.today().isoformat()},
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
+                     "numpy": np.__version__},
+    })
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"saved to {args.out}")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out, safe_serialization=True)
-    build_processor().save_pretrained(args.out)
-    manifest = {
+
+def training_manifest(args, low_res_steps, seconds, model):
+    """What was trained, how, and how long it took (the evaluation is added by :func:`main`)."""
+    return {
         "model": "ViTForImageClassification",
         "architecture": ARCHITECTURE,
         "classes": CLASS_NAMES,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "generator_version": GENERATOR_VERSION,
-        "training": {"steps": args.steps, "batch_size": args.batch_size, "images": args.steps * args.batch_size,
-                     "split": "standard", "low_res_112px_steps": low_res_steps, "data_seed": TRAIN_SEED, "init_seed": args.seed,
-                     "optimizer": "AdamW", "lr": args.lr, "warmup_steps": args.warmup,
-                     "schedule": "linear warm-up, cosine decay", "weight_decay": args.weight_decay,
-                     "label_smoothing": args.label_smoothing, "threads": args.threads,
-                     "seconds": round(train_seconds, 1)},
-        "evaluation": {"seed": EVAL_SEED, "images_per_split": args.eval_n,
-                       "accuracy": {k: round(v, 4) for k, v in scores.items()},
-                       "chance": round(1 / len(CLASS_NAMES), 4)},
-        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
-                     "numpy": np.__version__},
-        "date": datetime.date.today().isoformat(),
+        "training": {"steps": args.steps, "batch_size": args.batch_size,
+                     "images": args.steps * args.batch_size, "split": "standard",
+                     "steps_on_112px_crops": low_res_steps, "data_seed": TRAIN_SEED,
+                     "init_seed": args.seed, "optimizer": "AdamW", "lr": args.lr,
+                     "warmup_steps": args.warmup, "schedule": "linear warm-up, cosine decay",
+                     "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
+                     "threads": args.threads, "seconds": round(seconds, 1),
+                     "date": datetime.date.today().isoformat()},
     }
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"saved to {args.out} (training {train_seconds:.0f} s)")
 
 
 if __name__ == "__main__":
