@@ -319,7 +319,8 @@ class SceneDataset(Dataset):
     ``processor`` if given), ``label`` (= ``class_idx``: the tiny model's head has the K classes in
     dataset order), ``class_idx``, ``class_name``, ``id`` (``"standard/seed0/000012"``) and
     ``mask`` BoolTensor [224, 224], the target's visible pixels (for ``background``: where the
-    removed target was). ``raw(i)`` gives the uint8 image and mask for display.
+    removed target was). ``raw(i)`` gives the uint8 image and mask for display; ``ids`` lists every
+    item's id without generating any scene.
     ``n_per_class`` (``n = n_per_class * K``) is accepted in place of ``n``; default 50 per class.
     """
 
@@ -337,6 +338,15 @@ class SceneDataset(Dataset):
     def __len__(self):
         return self.n
 
+    def id_of(self, index) -> str:
+        """The stable id of item ``index``: ``"<split>/seed<seed>/<index:06d>"``."""
+        return f"{self.split}/seed{self.seed}/{index:06d}"
+
+    @property
+    def ids(self) -> list[str]:
+        """Every item's id, in index order (cheap: ids follow from split, seed and index)."""
+        return [self.id_of(i) for i in range(self.n)]
+
     def raw(self, index) -> Scene:
         """The scene as generated: uint8 image [224, 224, 3], bool mask, class and hard factors."""
         if not 0 <= index < self.n:
@@ -351,5 +361,5 @@ class SceneDataset(Dataset):
             pixel_values = self.processor(images=scene.image, return_tensors="pt")["pixel_values"][0]
         return {"pixel_values": pixel_values, "label": scene.class_idx,
                 "class_idx": scene.class_idx, "class_name": scene.class_name,
-                "id": f"{self.split}/seed{self.seed}/{index:06d}",
+                "id": self.id_of(index),
                 "mask": torch.from_numpy(scene.mask)}

@@ -72,6 +72,14 @@ def test_dataset_items_follow_the_shared_conventions():
         data.raw(2 * K)
 
 
+def test_ids_are_listed_without_generating_scenes_and_match_the_items(monkeypatch):
+    data = SceneDataset("background", n=K + 1, seed=9)
+    expected = [data[i]["id"] for i in range(len(data))]
+    monkeypatch.setattr("helpers.scenes.make_scene", lambda *a, **k: pytest.fail("ids generated a scene"))
+    assert data.ids == expected
+    assert len(set(expected)) == K + 1
+
+
 def test_default_normalisation_equals_the_vit_processor():
     from transformers import ViTImageProcessor
 
