@@ -7,8 +7,9 @@ Maps are ``[B, h, w]``: the patch grid of ``helpers.explain`` (``h = H / patch``
 (``h = H``). Masks are pixel masks ``[B, H, W]`` (``True`` = the object). A map cell covers an
 ``H/h x W/w`` block of pixels; the helpers below state how cells and pixels are compared.
 
-- Localisation against a ground-truth mask: :func:`pointing_game` (Zhang et al. 2018),
-  :func:`relevance_mass` (Arras et al. 2022), via :func:`mask_fraction_per_cell`.
+- Localisation against a ground-truth mask: :func:`pointing_game` (Zhang et al. 2018) and its
+  random-map rate :func:`pointing_chance`, :func:`relevance_mass` (Arras et al. 2022), via
+  :func:`mask_fraction_per_cell`.
 - Faithfulness: :func:`deletion_insertion` (Petsiuk et al. 2018), built from
   :func:`perturbation_curve` and :func:`area_under_curve`, with :func:`random_order_maps` as the
   baseline every method must beat.
@@ -109,6 +110,19 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: float = 15
     cell_distance = _cell_distance_to_mask(masks.to(maps.device), maps.shape[-2:])
     is_max = maps == maps.flatten(1).amax(1)[:, None, None]
     return ((cell_distance <= tolerance) | ~is_max).flatten(1).all(1)
+
+
+def pointing_chance(masks: torch.Tensor, grid: Sequence[int], tolerance: float = 15.0) -> torch.Tensor:
+    """Hit rate of a random map in the :func:`pointing_game`, per image -> FloatTensor [B].
+
+    A map whose maximum falls on a uniformly random cell of the ``h x w`` ``grid`` hits with
+    probability ``|{c : d(c, mask) <= tolerance}| / (h w)``: the share of cells that lie within
+    ``tolerance`` px of the object, by the same cell-to-mask distance as the pointing game
+    (pass ``grid = masks.shape[-2:]`` for pixel maps). The floor a localising map must beat.
+    """
+    if not masks.flatten(1).any(1).all():
+        raise ValueError("every mask needs at least one object pixel; drop images without object")
+    return (_cell_distance_to_mask(masks, tuple(grid)) <= tolerance).float().flatten(1).mean(1)
 
 
 def _cell_distance_to_mask(masks: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:

@@ -90,6 +90,29 @@ def test_pointing_game_gives_flat_maps_nothing_and_rejects_empty_masks():
         metrics.pointing_game(torch.rand(1, GRID, GRID), torch.zeros(1, SIZE, SIZE, dtype=torch.bool))
 
 
+def test_pointing_chance_is_the_hit_rate_of_a_map_peaking_at_each_cell_in_turn():
+    masks = random_boxes(3, seed=3)
+    one_hot = torch.eye(GRID * GRID).view(-1, GRID, GRID)  # every cell is the maximum once
+    for tolerance in (0.0, 5.0):
+        chance = metrics.pointing_chance(masks, (GRID, GRID), tolerance)
+        for mask, rate in zip(masks, chance):
+            hits = metrics.pointing_game(one_hot, mask.expand(len(one_hot), -1, -1), tolerance)
+            assert rate.item() == hits.float().mean().item(), tolerance
+    wider, exact = (metrics.pointing_chance(masks, (GRID, GRID), t) for t in (5.0, 0.0))
+    assert (wider > exact).any()  # the tolerance was exercised
+
+
+def test_pointing_chance_known_values():
+    _, pixels = patch_aligned_masks()  # a 2x2 block of patches in the middle; a corner patch
+    expected = {0: [4 / 16, 1 / 16], 1: [12 / 16, 3 / 16], 1.5: [1.0, 4 / 16]}
+    # 1 px reaches the edge neighbours (a diagonal neighbour is sqrt(2) px away), 1.5 px all of them
+    for tolerance, rates in expected.items():
+        chance = metrics.pointing_chance(pixels, (GRID, GRID), tolerance)
+        assert torch.equal(chance, torch.tensor(rates)), tolerance
+    with pytest.raises(ValueError, match="object pixel"):
+        metrics.pointing_chance(torch.zeros(1, SIZE, SIZE, dtype=torch.bool), (GRID, GRID))
+
+
 def test_relevance_mass_counts_positive_relevance_only():
     masks = random_boxes(4)
     signed = torch.where(masks, 1.0, -5.0)  # all positive mass on the object
