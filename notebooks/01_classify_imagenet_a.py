@@ -84,7 +84,7 @@ world = helpers.resolve_world(WORLD)
 torch.manual_seed(SEED)
 model, processor = helpers.load_model(world=world, device=DEVICE)
 config = model.config
-print(f"{config.name_or_path}: {config.num_hidden_layers} layers, {config.num_attention_heads} heads, "
+print(f"{P.model_tag(model)}: {config.num_hidden_layers} layers, {config.num_attention_heads} heads, "
       f"hidden size {config.hidden_size}, {config.num_labels}-way head, "
       f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
@@ -161,8 +161,11 @@ if world == "offline":
     df_standard = P.load_or_predict(model, standard, world=world, batch_size=BATCH_SIZE)
     print(f"standard split: {100 * df_standard['correct'].mean():.1f} % top-1 ({len(df_standard)} images)")
     print(f"hard split:     {100 * df['correct'].mean():.1f} % top-1 ({len(df)} images)")
+    chance = 1 / len(dataset.class_names)
+    # measured: standard 98-99 %, hard 46-52 % (48 and 300 images); a random-weight model: ~20 % on both
     assert df_standard["correct"].mean() >= 0.9, "the tiny model should classify standard scenes well"
-    assert df["correct"].mean() < df_standard["correct"].mean(), "the hard split should be harder"
+    assert df_standard["correct"].mean() - df["correct"].mean() >= 0.25, "the hard split should be much harder"
+    assert df["correct"].mean() >= chance + 0.1, "yet hard scenes should be recognised above chance"
 else:
     df_standard = None
 
@@ -170,7 +173,7 @@ else:
 # ## Which classes fail?
 #
 # Accuracy per true class. In the real world a handful of classes are almost never recognised;
-# offline, the shapes that the hard split's occluders and low contrast confuse most stand out.
+# offline, the disk holds up far better than the other shapes. The next cell shows why.
 
 # %%
 per_class = P.per_class_accuracy(df)
@@ -187,6 +190,17 @@ ax.set_title("per-class accuracy" + ("" if shown is per_class else ": 10 worst a
 viz.save(fig, "01_per_class_accuracy")
 plt.show()
 per_class.head(5).round(2)
+
+# %% [markdown]
+# **What do the mistakes answer?** The share of each predicted class among the wrong answers. If
+# the mistakes were spread evenly, no class would stand out. Offline they are not: most wrong
+# answers are *disk* or *star*, the tiny model's fallback guesses when it cannot make out the
+# target, and a fallback guess is right whenever the target really is a disk, which lifts the
+# disk's accuracy.
+
+# %%
+wrong_answers = df.loc[~df["correct"], "pred_name"].value_counts(normalize=True)
+(100 * wrong_answers.head(10)).round(1).rename("% of the mistakes")
 
 # %% [markdown]
 # ## How sure is the model when it is wrong?
@@ -224,6 +238,8 @@ for ax, (name, frame) in zip(axes[0], frames.items()):
 viz.save(fig, "01_reliability_diagram")
 plt.show()
 assert all(0 <= e <= 1 for e in ece.values())
+hard = next(iter(frames.values()))
+assert hard["confidence"].mean() > hard["correct"].mean(), "over-confident on the hard/adversarial split"
 {name: round(100 * e, 1) for name, e in ece.items()}  # ECE in %
 
 # %% [markdown]
@@ -231,7 +247,9 @@ assert all(0 <= e <= 1 for e in ece.values())
 #
 # The wrong answers the model was surest of, each with its five most probable classes (masked
 # protocol). Green is the true class; red a wrong top-1. Often the mistake is understandable: a
-# background, a texture or a part that belongs to another class.
+# background, a texture or a part that belongs to another class. (The tiny model was trained with
+# label smoothing 0.1, which caps its confidence near 92 %: offline, the surest mistakes all sit
+# at that cap.)
 
 # %%
 mistakes = df[~df["correct"]].nlargest(N_GALLERY, "confidence")
