@@ -268,8 +268,9 @@ def reliability_diagram(ax, bins, ece: float, title: str | None = None):
            label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], "--", color="black", lw=1, label="perfect calibration")
     for _, row in filled.iterrows():
+        on_bar = row["accuracy"] > 0.12  # white on the blue bar, black where the bar is too short
         ax.text(row["lower"] + width / 2, 0.01, str(int(row["count"])), ha="center", va="bottom",
-                fontsize=6, rotation=90, color="white")
+                fontsize=6, rotation=90, color="white" if on_bar else "black")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (bin)")

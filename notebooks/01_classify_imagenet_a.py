@@ -185,7 +185,7 @@ ax.axvline(100 * df["correct"].mean(), color="black", ls="--", lw=1, label="over
 ax.set_xlabel("top-1 accuracy of the class (%)")
 ax.set_xlim(0, 100)
 ax.invert_yaxis()
-ax.legend(loc="lower right")
+ax.legend(loc="upper right")
 ax.set_title("per-class accuracy" + ("" if shown is per_class else ": 10 worst and 10 best classes"))
 viz.save(fig, "01_per_class_accuracy")
 plt.show()
