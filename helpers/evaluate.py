@@ -166,19 +166,20 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     return pd.concat(areas, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 
-def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict,
+def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict, absolute: bool = False,
                   seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Cascading randomisation (Adebayo et al. 2018) of every variant: one row per variant, stage
     and image, ``variant, step, stage, image, rho`` (Spearman correlation with the original map;
-    ``step`` 1 = the head randomised, the last = every weight randomised). See
-    :func:`helpers.metrics.cascading_randomization`."""
+    ``step`` 1 = the head randomised, the last = every weight randomised; ``absolute=True`` ranks
+    ``|map|``, the paper's second reading). See :func:`helpers.metrics.cascading_randomization`."""
     from tqdm.auto import tqdm
 
     targets = torch.as_tensor(targets)
     frames = []
     for label, (method, options) in tqdm(variants.items(), desc="sanity", disable=not progress):
         explain_fn = partial(_explain, method, options)
-        stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets, seed=seed)
+        stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets,
+                                                 absolute=absolute, seed=seed)
         for step, (stage, rho) in enumerate(stages, start=1):
             frames.append(pd.DataFrame({"variant": label, "step": step, "stage": stage,
                                         "image": range(len(rho)), "rho": rho.numpy()}))
@@ -204,12 +205,14 @@ def mean_ci(scores: pd.DataFrame, column: str, seed: int = 0) -> pd.DataFrame:
     """Per variant (in order of first appearance): ``column``, ``column_lo``, ``column_hi``.
 
     Booleans get the Wilson interval, numbers the percentile bootstrap (both 95 %,
-    :func:`helpers.metrics.bootstrap_ci`)."""
+    :func:`helpers.metrics.bootstrap_ci`). The bounds are widened to contain the mean where
+    round-off puts them a hair outside (Wilson at 0 or n hits, a bootstrap of equal values), so
+    ``mean - lo`` and ``hi - mean`` are never negative (error bars)."""
     rows = {}
     for label, group in scores.groupby("variant", sort=False):
         values = torch.tensor(group[column].to_numpy())
-        rows[label] = dict(zip((column, f"{column}_lo", f"{column}_hi"),
-                               metrics.bootstrap_ci(values, seed=seed)))
+        mean, lo, hi = metrics.bootstrap_ci(values, seed=seed)
+        rows[label] = {column: mean, f"{column}_lo": min(lo, mean), f"{column}_hi": max(hi, mean)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

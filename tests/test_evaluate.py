@@ -112,6 +112,14 @@ def test_sanity_scores_class_agnostic_attention_ignores_the_head(model, images):
     assert head_stage.loc["chefer", "rho"].mean() < 0.999  # the gradient comes through the head
 
 
+def test_sanity_scores_absolute_ranks_the_magnitude(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    signed, absolute = (evaluate.sanity_scores(model, images, targets, FEW, absolute=flag, progress=False)
+                        .set_index(["variant", "step", "image"])["rho"] for flag in (False, True))
+    assert absolute["attention"].to_numpy() == pytest.approx(signed["attention"].to_numpy())  # maps >= 0
+    assert absolute["attnlrp (balanced)"].to_numpy() != pytest.approx(signed["attnlrp (balanced)"].to_numpy())
+
+
 def test_cost_scores_are_positive_ratios(model, images):
     cost = evaluate.cost_scores(model, images[:2], torch.tensor([0, 1]), FEW, repeats=1)
     assert list(cost["variant"]) == list(FEW)
@@ -137,3 +145,14 @@ def test_results_table_aggregates_with_intervals():
     shown = evaluate.formatted(table)
     assert shown.loc["a", "pointing game"].startswith("0.75 [") and shown.loc["b", "sanity ρ (final)"] == ""
     assert not any(column.endswith(("_lo", "_hi")) for column in shown.columns)
+
+
+def test_intervals_contain_the_mean_at_zero_and_all_hits():
+    # 17 trials: round-off puts the raw Wilson bounds just inside 0 and 1
+    scores = pd.DataFrame({"variant": ["none"] * 17 + ["all"] * 17 + ["equal"] * 17,
+                           "pointing": [False] * 17 + [True] * 17 + [True] * 17,
+                           "mass": [0.0] * 17 + [1.0] * 17 + [0.1] * 17})
+    for column in ("pointing", "mass"):
+        table = evaluate.mean_ci(scores, column)
+        assert (table[f"{column}_lo"] <= table[column]).all() and (table[column] <= table[f"{column}_hi"]).all()
+    assert evaluate.mean_ci(scores, "pointing").loc["none", "pointing_hi"] > 0.1  # Wilson, not degenerate
