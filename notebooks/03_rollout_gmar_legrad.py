@@ -130,9 +130,11 @@ assert torch.equal(P.masked_logits(logits, dataset.head_indices).argmax(1),
 #
 # Each column is one setting of rollout on every selected sample (rows). `mean` fusion treats all
 # heads alike, `max` lets the most focused head of each layer speak, `min` keeps only what all heads
-# agree on. Discarding the weakest attention entries before multiplying (Abnar & Zuidema's
-# follow-up in jacobgil/vit-explain) removes the diffuse background that otherwise accumulates over
-# the layers. Maps are min-max normalised each: compare where they point, not how strongly.
+# agree on. Discarding the weakest attention entries before multiplying (an addition of
+# jacobgil/vit-explain, not in the paper) is meant to remove the diffuse background that accumulates
+# over the layers. On this four-layer model the fusion matters most: `min` fusion is diffuse, and
+# discarding sharpens it; `mean` and `max` fusion change little with the discard ratio.
+# Maps are min-max normalised each: compare where they point, not how strongly.
 
 # %%
 rollout_settings = [(fusion, ratio) for fusion in HEAD_FUSIONS for ratio in DISCARD_RATIOS]
@@ -401,8 +403,9 @@ if world == "offline":
 # ## Summary
 #
 # - **Rollout** multiplies the layers' attention (plus the skip connection) and reads the CLS row.
-#   Head fusion and the discard ratio change the picture a lot; nothing in it depends on the class,
-#   so it cannot tell a correct from a wrong decision — the map is identical for every target.
+#   Head fusion changes the picture a lot (the discard ratio mostly for `min` fusion here). Nothing
+#   in it depends on the class, so it cannot tell a correct from a wrong decision: the map is
+#   identical for every target.
 # - **GMAR** weights heads by the norm of their attention gradients before rolling out: a
 #   class-specific rollout. L1 and L2 weights mostly agree (see their rank correlation), and on
 #   the tiny model GMAR's maps barely change with the class: they stay close to plain rollout.

@@ -265,6 +265,12 @@ fig, _ = viz.heatmap_grid(pixels.cpu(), contrast, ["for the predicted class", "f
 viz.save(fig, "04_predicted_vs_other_class")
 plt.show()
 
+# %% [markdown]
+# Look at the object itself in the misclassified rows: for the predicted class it is mostly blue, i.e.
+# evidence *against* that class, while the positive relevance is spread thinly over the background.
+# The table below puts numbers on the rows: the logit margin, the same margin in relevance, and the
+# share of the predicted class's relevance that is positive.
+
 # %%
 summary = pd.DataFrame({
     "group": rows["group"].to_numpy(),
@@ -379,8 +385,10 @@ except ImportError:
 # ## A free grid of gammas, by eye
 #
 # lxt's documentation shows a grid of `conv γ` × `lin γ` and picks the heatmap that "looks best".
-# Here is that grid for the same sample: small `lin γ` leaves the map noisy, with positive and
-# negative pixels side by side; large values make it smoother and more positive.
+# Here is that grid for the same sample. On this model `conv γ` changes the picture most: at small
+# values positive and negative pixels sit side by side inside a patch, at `conv γ = 100` each patch's
+# pixels share one sign and the map is smooth. Over this range `lin γ` changes little (the
+# background turns a little more positive at `lin γ = 1`).
 
 # %%
 free_grid = torch.stack([torch.stack([
@@ -507,7 +515,8 @@ if world == "offline":
 #   patch embedding and the linear layers; see the layer map) gives **signed** pixel relevance:
 #   red for the class, blue against it.
 # - The Gamma presets trade detail for cleanliness: no Gamma (LRP-0) is noisy and mixed in sign;
-#   larger gammas favour positive contributions and give smoother, mostly positive maps.
+#   larger gammas favour positive contributions and give smoother maps with a more positive
+#   background (on the tiny model mostly through the patch-embedding `conv γ`).
 # - **Conservation**: on the model as trained, the pixel relevance does not add up to the logit,
 #   because biases, the CLS token and the position embeddings absorb a share. With those constants
 #   set to zero, every preset conserves to within 10⁻³ — asserted above.
