@@ -358,7 +358,8 @@ results = E.results_table(localisation, faithfulness, sanity, cost, seed=SEED)
 results = results.reindex([*VARIANTS, *REFERENCES])
 table_path = viz.figure_dir() / "05_results_table.csv"
 results.round(4).to_csv(table_path)
-(viz.figure_dir() / "05_results_table.md").write_text(E.formatted(results).to_markdown() + "\n")
+markdown_table = E.formatted(results).to_markdown(disable_numparse=True)  # keep "1.00", not "1"
+(viz.figure_dir() / "05_results_table.md").write_text(markdown_table + "\n")
 print(f"saved {table_path.name} and 05_results_table.md in {table_path.parent.name}/")
 E.formatted(results)
 
