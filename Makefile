@@ -8,7 +8,6 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: setup run test unit nbtest bench tiny-model figures sync clean lock
 

@@ -374,7 +374,7 @@ try:
     import ipywidgets as widgets
 
     widgets.interact(
-        lambda sample, conv_gamma, lin_gamma: plt.show(show_gammas(sample, conv_gamma, lin_gamma)),
+        lambda sample, conv_gamma, lin_gamma: show_gammas(sample, conv_gamma, lin_gamma) and plt.show(),
         sample=widgets.IntSlider(explored, 0, len(rows) - 1, description="sample"),
         conv_gamma=widgets.FloatLogSlider(GAMMAS[DEFAULT_PRESET][0], base=10, min=-3, max=2, description="conv γ"),
         lin_gamma=widgets.FloatLogSlider(GAMMAS[DEFAULT_PRESET][1], base=10, min=-3, max=2, description="lin γ"))
