@@ -307,3 +307,21 @@ def save(fig, name: str) -> Path:
     path = figure_dir() / f"{name}.png"
     fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     return path
+
+
+def live_widgets():
+    """The ``ipywidgets`` module when a person can use the controls, else None (and says why).
+
+    Batch runs (``make run`` and ``make test`` set ``COURSE_BATCH=1``) get None: nbconvert can
+    deadlock on ``ipywidgets.interact`` (jupyter/nbconvert#1921, #2029), and every explorer draws
+    its default view statically first, so nothing is lost.
+    """
+    if os.environ.get("COURSE_BATCH") == "1":
+        print("Batch run: the live controls are skipped; the static view above is their default.")
+        return None
+    try:
+        import ipywidgets
+    except ImportError:
+        print("ipywidgets is not installed: the static view above is the explorer's default.")
+        return None
+    return ipywidgets

@@ -268,20 +268,18 @@ viz.save(fig, "02_explorer_default_view")
 plt.show()
 
 # %%
-try:
-    import ipywidgets as widgets
+def redraw(sample, layer, head):
+    show_attention(sample, layer, head)
+    plt.show()
 
-    def redraw(sample, layer, head):
-        show_attention(sample, layer, head)
-        plt.show()
 
+widgets = viz.live_widgets()  # None in batch runs and without ipywidgets
+if widgets:
     widgets.interact(
         redraw,
         sample=widgets.IntSlider(0, 0, len(rows) - 1, description="sample"),
         layer=widgets.IntSlider(n_layers - 1, 0, n_layers - 1, description="layer (0 = first)"),
         head=widgets.Dropdown(options=HEAD_CHOICES, value="mean", description="head"))
-except ImportError:
-    print("ipywidgets is not installed: the static view above is the explorer's default.")
 
 # %% [markdown]
 # ## Does the last layer look at the object? (offline world)

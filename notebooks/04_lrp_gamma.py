@@ -370,16 +370,18 @@ viz.save(fig, "04_gamma_explorer_default_view")
 plt.show()
 
 # %%
-try:
-    import ipywidgets as widgets
+def redraw(sample, conv_gamma, lin_gamma):
+    show_gammas(sample, conv_gamma, lin_gamma)
+    plt.show()
 
+
+widgets = viz.live_widgets()  # None in batch runs and without ipywidgets
+if widgets:
     widgets.interact(
-        lambda sample, conv_gamma, lin_gamma: show_gammas(sample, conv_gamma, lin_gamma) and plt.show(),
+        redraw,
         sample=widgets.IntSlider(explored, 0, len(rows) - 1, description="sample"),
         conv_gamma=widgets.FloatLogSlider(GAMMAS[DEFAULT_PRESET][0], base=10, min=-3, max=2, description="conv γ"),
         lin_gamma=widgets.FloatLogSlider(GAMMAS[DEFAULT_PRESET][1], base=10, min=-3, max=2, description="lin γ"))
-except ImportError:
-    print("ipywidgets is not installed: the static view above is the explorer's default.")
 
 # %% [markdown]
 # ## A free grid of gammas, by eye

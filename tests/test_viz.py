@@ -113,3 +113,13 @@ def test_sample_label_marks_right_and_wrong():
     label = viz.sample_label("goldfish, Carassius auratus", "goldfish, Carassius auratus", 0.876)
     assert label == "true: goldfish\npred: goldfish (88 %) \u2713"
     assert viz.sample_label("cat", "dog", 0.5).endswith("\u2717")
+
+
+def test_live_widgets_only_with_a_person(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_BATCH", "1")
+    assert viz.live_widgets() is None
+    assert "static view" in capsys.readouterr().out
+    monkeypatch.delenv("COURSE_BATCH")
+    import ipywidgets
+
+    assert viz.live_widgets() is ipywidgets
