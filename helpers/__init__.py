@@ -2,8 +2,9 @@
 
 Public names (imported lazily, so `import helpers` stays fast):
 
-- ``resolve_world``, ``load_model``          (helpers.models)  the model, in either world
-- ``load_dataset``                           (helpers.world)   the images of either world
+- ``load_model``, ``WorldUnavailable``      (helpers.models)  the model, in either world
+- ``resolve_world``, ``set_data_dir``,
+  ``load_dataset``                           (helpers.world)   which world runs; its images
 - ``ImageNetA``, ``imagenet_a_classes``      (helpers.data)    ImageNet-A
 - ``SceneDataset``                           (helpers.scenes)  the generated scenes with masks
 - ``explain``, ``METHODS``                   (helpers.methods) one verb for every explanation method
@@ -11,7 +12,8 @@ Public names (imported lazily, so `import helpers` stays fast):
 from importlib import import_module
 
 _NAMES = {
-    "resolve_world": "helpers.models",
+    "resolve_world": "helpers.world",
+    "set_data_dir": "helpers.world",
     "load_model": "helpers.models",
     "WorldUnavailable": "helpers.models",
     "load_dataset": "helpers.world",

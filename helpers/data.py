@@ -13,7 +13,9 @@ Files (the root is the ``root`` argument, else ``$COURSE_DATA_DIR``, else the re
 - ``<root>/downloads/imagenet-a.tar``: the official archive (687,552,512 bytes, MD5
   ``c3e55429088dc681f30d81f4726b6595``). :func:`download_file` resumes a partial
   ``imagenet-a.tar.part`` with an HTTP Range request and renames it only once size and MD5 match.
-- ``<root>/imagenet-a/<wnid>/<file>.jpg``: the extracted images. :func:`extract` refuses members
+- ``<root>/imagenet-a/<wnid>/<file>.jpg``: the extracted images. A copy extracted by hand is
+  recognised by its content (:func:`inspect_folder`): the 200 class folders with images; hidden
+  files (``.DS_Store``) and stray files are ignored, a few missing images are reported, not fatal. :func:`extract` refuses members
   that would land outside the folder, extracts into a hidden sibling folder and renames it into
   place only when complete (with a ``.complete`` marker), so an interrupted extraction never leaves
   a folder that looks complete. A killed process may leave a hidden ``.imagenet-a-extracting-*``
@@ -22,6 +24,10 @@ Files (the root is the ``root`` argument, else ``$COURSE_DATA_DIR``, else the re
 :func:`ensure_imagenet_a` does all of it once: an extracted folder is used as it is, else a verified
 archive is extracted, else the archive is downloaded first. It never downloads a complete file
 again.
+
+Where the archive comes from: the official URL, or (a mirror, or the course's own rehearsal of the
+real world in its tests) ``$COURSE_IMAGENET_A_URL`` with ``$COURSE_IMAGENET_A_SIZE`` and
+``$COURSE_IMAGENET_A_MD5`` (:func:`archive_source`); ``file://`` URLs are accepted.
 """
 from __future__ import annotations
 
@@ -32,8 +38,10 @@ import os
 import random
 import re
 import shutil
+import socket
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import warnings
 from functools import lru_cache
@@ -105,6 +113,59 @@ def data_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get("COURSE_DATA_DIR") or DEFAULT_ROOT).expanduser()
 
 
+class ArchiveSource(NamedTuple):
+    """Where the ImageNet-A archive is downloaded from, and what it must be."""
+
+    url: str
+    size: int
+    md5: str
+
+
+def archive_source() -> ArchiveSource:
+    """The official archive, or the one named by ``$COURSE_IMAGENET_A_URL`` (a mirror; then
+    ``$COURSE_IMAGENET_A_SIZE`` and ``$COURSE_IMAGENET_A_MD5`` say what it must be)."""
+    url = os.environ.get("COURSE_IMAGENET_A_URL")
+    if not url:
+        return ArchiveSource(URL, SIZE, MD5)
+    try:
+        return ArchiveSource(url, int(os.environ["COURSE_IMAGENET_A_SIZE"]),
+                             os.environ["COURSE_IMAGENET_A_MD5"])
+    except (KeyError, ValueError):
+        raise ValueError("COURSE_IMAGENET_A_URL is set: set COURSE_IMAGENET_A_SIZE (bytes) and "
+                         "COURSE_IMAGENET_A_MD5 to the archive's size and MD5 too.") from None
+
+
+def _url_reachable(url: str, timeout: float = 3.0) -> bool:
+    """True if ``url``'s host answers a TCP connection (``file://``: the file exists)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path)).is_file()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def imagenet_a_available(root: str | Path | None = None) -> tuple[bool, str]:
+    """``(available, why)``: can ImageNet-A be had under ``root`` (see :func:`data_root`)?
+
+    Yes if a usable extracted copy (:func:`inspect_folder`) or the archive is there, or the
+    download source answers. Nothing is downloaded or extracted here.
+    """
+    root = data_root(root)
+    if inspect_folder(root / FOLDER).usable:
+        return True, f"ImageNet-A is extracted in {root.name}/{FOLDER}/"
+    if (root / ARCHIVE).is_file():
+        return True, f"the ImageNet-A archive is in {root.name}/{ARCHIVE}"
+    source = archive_source()
+    if _url_reachable(source.url):
+        return True, "the ImageNet-A download is reachable"
+    return False, (f"ImageNet-A is neither in {root} nor downloadable from "
+                   f"{urllib.parse.urlsplit(source.url).netloc or source.url}")
+
+
 def file_md5(path: str | Path) -> str:
     """Hex MD5 of a file, read in 1 MiB chunks."""
     digest = hashlib.md5()
@@ -115,9 +176,11 @@ def file_md5(path: str | Path) -> str:
 
 
 def _what_to_do(dest: Path, size: int, md5: str) -> str:
-    return (f"Either put the official ImageNet-A archive ({size:,} bytes, MD5 {md5}, from {URL}) "
-            f"at {dest} by hand, or use the offline world: COURSE_WORLD=offline (WORLD = 'offline' "
-            "in a notebook).")
+    return (f"To fix: put the ImageNet-A archive ({size:,} bytes, MD5 {md5}) at {dest}, or an "
+            f"extracted copy (the folder {FOLDER}/ with its 200 class folders) in {dest.parent.parent}; "
+            "to keep the data elsewhere (e.g. Google Drive on Colab) set COURSE_DATA_DIR or the "
+            "notebook's DATA_DIR parameter to that folder. Or run offline: COURSE_WORLD=offline "
+            "(WORLD = 'offline' in a notebook).")
 
 
 def verify_file(path: str | Path, size: int = SIZE, md5: str = MD5) -> Path:
@@ -180,7 +243,7 @@ def download_file(dest: str | Path, url: str = URL, size: int = SIZE, md5: str =
             resume = (f"{kept:,} of {size:,} bytes are kept in {part}; run again to resume. "
                       if kept else "")
             raise DownloadError(f"Could not download {url} ({getattr(error, 'reason', error)}). "
-                                f"{resume}{_what_to_do(dest, size, md5)}") from error
+                                f"{resume}{_what_to_do(dest, size, md5)}") from None
     have = part.stat().st_size
     if have < size:
         raise DownloadError(f"The download of {url} stopped after {have:,} of {size:,} bytes "
@@ -250,36 +313,75 @@ def extract(archive: str | Path, root: str | Path) -> Path:
     return target
 
 
-def _count_images(folder: Path) -> int:
-    wnids = imagenet_a_classes().wnids
-    return sum(1 for wnid in wnids if (folder / wnid).is_dir() for _ in (folder / wnid).iterdir())
+class FolderReport(NamedTuple):
+    """What :func:`inspect_folder` found in an ImageNet-A folder."""
+
+    usable: bool
+    n_classes: int  # class folders with at least one image
+    n_images: int  # files in the class folders (hidden files not counted)
+    missing: tuple[str, ...]  # wnids without a folder of images
+    marked: bool  # extracted by :func:`extract` (``.complete`` marker)
+
+
+class IncompleteDataError(FileExistsError, WorldUnavailable):
+    """An ImageNet-A folder exists but lacks class folders; the message says what to do."""
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
+def inspect_folder(folder: str | Path) -> FolderReport:
+    """Recognise an extracted ImageNet-A copy by its content.
+
+    Usable when it has the ``.complete`` marker of :func:`extract` or, extracted by hand, a
+    folder of images for every one of the 200 classes. Hidden files (``.DS_Store``, ``._*``) and
+    anything outside the class folders (``README.txt``) are ignored; a copy with a few images
+    missing is usable (:func:`ensure_imagenet_a` reports how many).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return FolderReport(False, 0, 0, imagenet_a_classes().wnids, False)
+    counts = {wnid: len(_visible_files(folder / wnid)) if (folder / wnid).is_dir() else 0
+              for wnid in imagenet_a_classes().wnids}
+    missing = tuple(wnid for wnid, n in counts.items() if n == 0)
+    marked = (folder / COMPLETE_MARKER).is_file()
+    return FolderReport(marked or not missing, len(counts) - len(missing), sum(counts.values()),
+                        missing, marked)
 
 
 def is_complete(folder: str | Path) -> bool:
-    """True if ``folder`` was extracted by :func:`extract` (it has the ``.complete`` marker) or,
-    extracted by hand, holds all 7,500 images in the 200 class folders."""
-    folder = Path(folder)
-    if (folder / COMPLETE_MARKER).is_file():
-        return True
-    return folder.is_dir() and _count_images(folder) == N_IMAGES
+    """True if ``folder`` is a usable ImageNet-A copy (:func:`inspect_folder`)."""
+    return inspect_folder(folder).usable
 
 
-def ensure_imagenet_a(root: str | Path | None = None, download: bool = True, url: str = URL,
-                      size: int = SIZE, md5: str = MD5, progress: bool = True) -> Path:
+def ensure_imagenet_a(root: str | Path | None = None, download: bool = True, url: str | None = None,
+                      size: int | None = None, md5: str | None = None,
+                      progress: bool = True) -> Path:
     """Path of the extracted ``<root>/imagenet-a``, extracting and downloading only if needed.
 
-    Order: a complete extracted folder is returned as it is; else the archive at
-    ``<root>/downloads/imagenet-a.tar`` is verified (size, MD5) and extracted; else, if
-    ``download``, it is downloaded first (:func:`download_file`). ``root``: see :func:`data_root`.
+    Order: a usable extracted folder (:func:`inspect_folder`) is returned as it is (missing images
+    reported in one warning); else the archive at ``<root>/downloads/imagenet-a.tar`` is verified
+    (size, MD5) and extracted; else, if ``download``, it is downloaded first
+    (:func:`download_file`). ``root``: see :func:`data_root`; ``url``, ``size``, ``md5`` default
+    to :func:`archive_source`.
     """
+    source = archive_source()
+    url, size, md5 = url or source.url, size or source.size, md5 or source.md5
     root = data_root(root)
     folder, archive = root / FOLDER, root / ARCHIVE
-    if is_complete(folder):
+    report = inspect_folder(folder)
+    if report.usable:
+        if not report.marked and report.n_images < N_IMAGES:
+            warnings.warn(f"ImageNet-A in {folder} has {report.n_images:,} of {N_IMAGES:,} images "
+                          f"({N_IMAGES - report.n_images:,} missing); the course uses those there.",
+                          IncompleteDataWarning, stacklevel=2)
         return folder
     if folder.exists():
-        raise FileExistsError(f"{folder} exists but is incomplete ({_count_images(folder):,} of "
-                              f"{N_IMAGES:,} images and no {COMPLETE_MARKER} marker). Delete it "
-                              "and run again to extract the archive anew.")
+        raise IncompleteDataError(
+            f"{folder} is incomplete: {report.n_classes} of the 200 ImageNet-A class folders hold "
+            f"images (missing e.g. {report.missing[0]}/). Copy the missing class folders there, or "
+            f"move the folder away and run again to extract the archive anew.")
     if archive.is_file():
         try:
             verify_file(archive, size, md5)
@@ -289,9 +391,13 @@ def ensure_imagenet_a(root: str | Path | None = None, download: bool = True, url
     elif download:
         download_file(archive, url, size, md5, progress=progress)
     else:
-        raise DownloadError(f"ImageNet-A is not at {folder} and download=False. Call with "
-                            f"download=True to download it. {_what_to_do(archive, size, md5)}")
+        raise DownloadError(f"ImageNet-A is not in {root} and download=False. "
+                            f"{_what_to_do(archive, size, md5)}")
     return extract(archive, root)
+
+
+class IncompleteDataWarning(UserWarning):
+    """An extracted ImageNet-A copy lacks some images; the course goes on with the rest."""
 
 
 # --- images and the dataset --------------------------------------------------------------------

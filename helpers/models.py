@@ -1,32 +1,39 @@
-"""Load a Hugging Face ViT classifier in either of the course's two worlds.
+"""Load a Hugging Face ViT classifier in either of the course's two worlds, and run it in one precision.
 
 The *real* world is ``google/vit-base-patch16-224`` (Dosovitskiy et al. 2021) from the Hugging Face
-hub with ImageNet-A; the *offline* world is a tiny ViT trained in this repository on generated
-scenes (weights under ``data/tiny_vit/``). Both go through :func:`load_model`, which always returns a
+hub; the *offline* world is a tiny ViT trained in this repository on generated scenes (weights
+under ``data/tiny_vit/``). Both go through :func:`load_model`, which always returns a
 ``ViTForImageClassification`` with eager attention (transformers 5 defaults to SDPA, which silently
-returns no attention maps) in eval mode, and its image processor.
+returns no attention maps) in eval mode, and its image processor. Which world runs is decided by
+:func:`helpers.world.resolve_world`.
 
-The world is chosen by one setting: the ``world`` argument, else the ``COURSE_WORLD`` environment
-variable, else ``"auto"``:
-
-- ``"offline"``: the tiny model and the scenes; never touches the network.
-- ``"real"``: ViT-B/16 and ImageNet-A; fails with :class:`WorldUnavailable` if they cannot be had.
-- ``"auto"``: real if ViT-B/16 is cached or the hub is reachable, else offline -- announced in one line.
+Precision: :func:`inference_precision` is the one place that decides how predictions are computed
+(``"auto"``: bfloat16 autocast on CUDA, float32 elsewhere). Whatever is cached and whatever is
+compared with it later is computed through it, with the same setting.
 """
 from __future__ import annotations
 
 import os
 import socket
+from contextlib import nullcontext
 from pathlib import Path
+
+import torch
 
 REAL_MODEL = "google/vit-base-patch16-224"
 TINY_DIR = Path(__file__).resolve().parent.parent / "data" / "tiny_vit"
-WORLDS = ("auto", "real", "offline")
+PRECISIONS = ("auto", "fp32", "bf16")
 _HUB_HOST = "huggingface.co"
 
 
 class WorldUnavailable(RuntimeError):
-    """The real world (ViT-B/16 weights or ImageNet-A) cannot be reached from this machine."""
+    """The real world (ViT-B/16 weights or ImageNet-A) cannot be had on this machine.
+
+    In Jupyter only the message is shown, not a wall of traceback: the message says what to do.
+    """
+
+    def _render_traceback_(self):  # IPython's hook for custom exception display
+        return [f"{type(self).__name__}: {self}"]
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -50,30 +57,31 @@ def _is_cached(repo_id: str) -> bool:
     )
 
 
-def resolve_world(world: str | None = None, announce: bool = True) -> str:
-    """Return ``"real"`` or ``"offline"`` from ``world`` / ``$COURSE_WORLD`` / ``"auto"``.
+def model_available(repo_id: str = REAL_MODEL) -> tuple[bool, str]:
+    """``(available, why)``: can ``repo_id`` be loaded (cached, or the hub reachable)?"""
+    if _is_cached(repo_id):
+        return True, f"{repo_id} is in the local Hugging Face cache"
+    if _hub_reachable():
+        return True, "the Hugging Face hub is reachable"
+    return False, f"{repo_id} is not cached and the Hugging Face hub is unreachable"
 
-    ``auto`` picks the real world when ViT-B/16 is cached or the hub is reachable and says in one
-    plain line which world runs and why. ``real`` is returned as asked: loading then fails with a
-    clear :class:`WorldUnavailable` if the weights or the data cannot be had.
-    """
-    world = (world or os.environ.get("COURSE_WORLD") or "auto").strip().lower()
-    if world not in WORLDS:
-        raise ValueError(f"world must be one of {WORLDS}, got {world!r} (set COURSE_WORLD or the "
-                         "notebook's WORLD parameter)")
-    if world != "auto":
-        return world
-    if _is_cached(REAL_MODEL):
-        reason, world = f"{REAL_MODEL} is in the local cache", "real"
-    elif _hub_reachable():
-        reason, world = "the Hugging Face hub is reachable", "real"
-    else:
-        reason, world = "the Hugging Face hub is unreachable and nothing is cached", "offline"
-    if announce:
-        what = ("ViT-B/16 on ImageNet-A" if world == "real"
-                else "the tiny ViT on generated scenes")
-        print(f"World: {world} ({what}), because {reason}. Set COURSE_WORLD=real|offline to choose.")
-    return world
+
+def resolve_precision(precision: str, device) -> str:
+    """``"fp32"`` or ``"bf16"`` for ``precision`` on ``device`` (``"auto"``: bf16 on CUDA only)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
+def inference_precision(device, precision: str = "auto"):
+    """The autocast context predictions run under: bfloat16 autocast for ``"bf16"`` (on CUDA, or
+    on the CPU as a rehearsal of CUDA), nothing for ``"fp32"``."""
+    device = torch.device(device)
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def load_model(name: str | None = None, world: str | None = None, device: str = "cpu"):
@@ -81,10 +89,12 @@ def load_model(name: str | None = None, world: str | None = None, device: str = 
 
     ``name``: ``"tiny"`` (the offline model in ``data/tiny_vit``), a hub id such as
     ``"google/vit-base-patch16-224"``, or a local directory saved with ``save_pretrained``.
-    ``None`` takes the world's model (see :func:`resolve_world`). Weights are read from safetensors
+    ``None`` takes the world's model (see :func:`helpers.world.resolve_world`). Weights are read from safetensors
     only; no remote code is ever run.
     """
     if name is None:
+        from .world import resolve_world
+
         name = REAL_MODEL if resolve_world(world) == "real" else "tiny"
     if name == "tiny":
         if not (TINY_DIR / "model.safetensors").is_file():
@@ -105,7 +115,9 @@ def load_model(name: str | None = None, world: str | None = None, device: str = 
 
 def _from_pretrained(source: str, device: str, local_only: bool):
     from transformers import AutoImageProcessor, ViTForImageClassification
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar would freeze in saved notebooks
     model = ViTForImageClassification.from_pretrained(
         source, attn_implementation="eager", use_safetensors=True, local_files_only=local_only)
     processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)

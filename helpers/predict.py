@@ -9,15 +9,20 @@ offline world the head *is* the dataset's classes (``head_indices = range(K)``),
 Confidence is the softmax over the logits the prediction was taken from:
 ``p = softmax(z[head_indices])`` for ``pred``, ``softmax(z)`` for ``pred_1k``.
 
-Cache: ``data/cache/<world>/predictions_<key>.csv``, one row per image id; :func:`load_or_predict`
-runs the model only on the ids not yet in the file. The selection of correct and incorrect samples
-that notebooks 02-05 explain is ``data/cache/<world>/selection.json``.
+Cache: ``<data>/cache/<world>/predictions_<key>.csv``, one row per image id, where ``<data>`` is
+``$COURSE_DATA_DIR`` or the repository's ``data/`` (:func:`helpers.data.data_root`: on Colab, point
+it at Google Drive and the cache survives a restart); :func:`load_or_predict` runs the model only
+on the ids not yet in the file. The selection of correct and incorrect samples that notebooks
+02-05 explain is ``<data>/cache/<world>/selection.json``.
+
+Precision: predictions run through :func:`helpers.models.inference_precision` (``"auto"``: bfloat16
+autocast on CUDA, float32 elsewhere); the precision is part of the cache key, and whatever is later
+compared with a cached number (:func:`masked_probs`) must be computed with the same ``precision``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +30,17 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from .models import resolve_world
+from .data import data_root
+from .models import inference_precision, resolve_precision
+from .world import resolve_world
 
-CACHE = Path(__file__).resolve().parent.parent / "data" / "cache"
 TOP_K = 5
 
 
-def cache_dir(world: str | None = None) -> Path:
-    """``data/cache/<world>/`` (created), for ``world`` as :func:`resolve_world` resolves it."""
-    folder = CACHE / resolve_world(world, announce=False)
+def cache_dir(world: str | None = None, root=None) -> Path:
+    """``<data>/cache/<world>/`` (created): ``<data>`` is ``root``, else ``$COURSE_DATA_DIR``, else
+    the repository's ``data/``; ``world`` as :func:`resolve_world` resolves it."""
+    folder = data_root(root) / "cache" / resolve_world(world, announce=False, data_dir=root)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -43,9 +50,10 @@ def masked_logits(logits: torch.Tensor, head_indices) -> torch.Tensor:
     return logits[:, torch.as_tensor(list(head_indices), device=logits.device)]
 
 
-def masked_probs(model, pixel_values: torch.Tensor, head_indices) -> torch.Tensor:
-    """``softmax(z[head_indices])`` for a batch: ``[B, K]`` probabilities over the dataset's classes."""
-    with torch.no_grad():
+def masked_probs(model, pixel_values: torch.Tensor, head_indices, precision: str = "auto") -> torch.Tensor:
+    """``softmax(z[head_indices])`` for a batch: ``[B, K]`` probabilities over the dataset's classes,
+    computed in ``precision`` (use the one the cached predictions were made with)."""
+    with torch.no_grad(), inference_precision(model.device, precision):
         logits = model(pixel_values=pixel_values.to(model.device)).logits.float()
     return masked_logits(logits, head_indices).softmax(-1).cpu()
 
@@ -85,7 +93,7 @@ def _rows(batch, logits: torch.Tensor, head_indices, class_names, id2label) -> l
 
 
 def predict(model, dataset, batch_size: int = 32, device: str | None = None, progress: bool = True,
-            indices=None) -> pd.DataFrame:
+            indices=None, precision: str = "auto") -> pd.DataFrame:
     """Classify ``dataset`` (or the items at ``indices``) -> one row per image.
 
     Columns: ``id, label, class_idx, class_name`` (the truth); ``pred`` (head index, arg-max over
@@ -94,7 +102,7 @@ def predict(model, dataset, batch_size: int = 32, device: str | None = None, pro
     head indices joined by spaces), ``correct_top5``; ``pred_1k``, ``pred_1k_name``,
     ``confidence_1k``, ``correct_1k`` (naive arg-max over the whole head). Unreadable images (the
     dataset returns ``None``) are dropped by the dataset's ``collate``, which reports them.
-    Runs under ``torch.no_grad``, with autocast (bfloat16) on CUDA.
+    Runs under ``torch.no_grad`` in ``precision`` (:func:`helpers.models.inference_precision`).
     """
     from tqdm.auto import tqdm
 
@@ -103,9 +111,8 @@ def predict(model, dataset, batch_size: int = 32, device: str | None = None, pro
     collate = getattr(dataset, "collate", None) or _stack_items
     loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
     rows = []
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), inference_precision(device, precision):
         for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress):
             if batch is None:
                 continue
@@ -130,10 +137,10 @@ def model_tag(model) -> str:
     return f"{Path(str(model.config.name_or_path or 'model')).name}-{model_fingerprint(model)}"
 
 
-def cache_key(model, dataset) -> str:
-    """``<model tag>_<dataset name>``, e.g. ``vit-base-patch16-224-1a2b3c4d_imageneta``."""
+def cache_key(model, dataset, precision: str = "fp32") -> str:
+    """``<model tag>_<dataset name>_<precision>``, e.g. ``vit-base-patch16-224-1a2b3c4d_imagenet-a_bf16``."""
     data_name = getattr(dataset, "name", None) or getattr(dataset, "split", None) or type(dataset).__name__
-    return f"{model_tag(model)}_{data_name}".lower().replace(" ", "-")
+    return f"{model_tag(model)}_{data_name}_{precision}".lower().replace(" ", "-")
 
 
 def dataset_ids(dataset) -> list[str | None]:
@@ -146,27 +153,40 @@ def dataset_ids(dataset) -> list[str | None]:
 
 
 def load_or_predict(model, dataset, world: str | None = None, key: str | None = None,
-                    **predict_options) -> pd.DataFrame:
-    """:func:`predict`, cached in ``data/cache/<world>/predictions_<key>.csv`` by image id.
+                    precision: str = "auto", **predict_options) -> pd.DataFrame:
+    """:func:`predict`, cached in ``<data>/cache/<world>/predictions_<key>.csv`` by image id.
 
     Only ids missing from the file are classified (and appended); the rows for ``dataset`` are
-    returned in dataset order. ``key`` defaults to :func:`cache_key`.
+    returned in dataset order. ``key`` defaults to :func:`cache_key` (which names the precision).
+    Unreadable images have no row (the dataset reports them in ``skipped``).
     """
-    path = cache_dir(world) / f"predictions_{key or cache_key(model, dataset)}.csv"
-    cached = pd.read_csv(path, dtype={"id": str}) if path.exists() else pd.DataFrame(columns=COLUMNS)
+    precision = resolve_precision(precision, predict_options.get("device") or model.device)
+    path = cache_dir(world) / f"predictions_{key or cache_key(model, dataset, precision)}.csv"
+    cached = _read_cache(path)
     ids = dataset_ids(dataset)
     known = set(cached["id"])
     missing = [i for i, item_id in enumerate(ids) if item_id is not None and item_id not in known]
     if missing:
-        fresh = predict(model, dataset, indices=missing, **predict_options)
-        cached = pd.concat([cached, fresh], ignore_index=True) if len(cached) else fresh
-        cached.to_csv(path, index=False)
+        fresh = predict(model, dataset, indices=missing, precision=precision, **predict_options)
+        if len(fresh):
+            cached = pd.concat([cached, fresh], ignore_index=True) if len(cached) else fresh
+            cached.to_csv(path, index=False)
     order = {item_id: n for n, item_id in enumerate(ids)}
     rows = cached[cached["id"].isin(order)].copy()
-    rows = rows.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
-    for column in ("correct", "correct_top5", "correct_1k"):
-        rows[column] = rows[column].astype(bool)
-    return rows
+    return rows.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+_DTYPES = {"id": str, "label": int, "class_idx": int, "class_name": str, "pred": int, "pred_idx": int,
+           "pred_name": str, "confidence": float, "p_true": float, "correct": bool, "top5": str,
+           "correct_top5": bool, "pred_1k": int, "pred_1k_name": str, "confidence_1k": float,
+           "correct_1k": bool}
+
+
+def _read_cache(path: Path) -> pd.DataFrame:
+    """The cached predictions with their proper column types (an empty frame if there are none)."""
+    if not path.exists():
+        return pd.DataFrame({column: pd.Series(dtype=_DTYPES[column]) for column in COLUMNS})
+    return pd.read_csv(path, dtype={"id": str, "top5": str}).astype(_DTYPES)
 
 
 def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -275,7 +295,7 @@ def load_selection(world: str | None = None, model=None, processor=None, n_corre
     try:
         pixel_values = pixel_values_of(dataset, rows["id"])
     except KeyError as missing:
-        raise KeyError(f"{missing.args[0]} Delete {path.name} from data/cache/ to select again.") from None
+        raise KeyError(f"{missing.args[0]} Delete {path} to select again.") from None
     return rows, pixel_values, dataset
 
 

@@ -40,7 +40,7 @@ def fake_imagenet_a(folder, per_class=2, wnids=WNIDS):
     """<folder>/<wnid>/<k>.jpg for each wnid, a README.txt and a folder that is not a class."""
     for c, wnid in enumerate(wnids):
         for k in range(per_class):
-            save_jpeg(folder / wnid / f"{k:03d}.jpg", colour=(40 * c, 100, 20 * k))
+            save_jpeg(folder / wnid / f"{k:03d}.jpg", colour=(40 * c % 256, 100, 20 * k))
     save_jpeg(folder / "n00000000" / "stray.jpg")
     (folder / "README.txt").write_text("ImageNet-A, fake\n")
     return folder
@@ -406,8 +406,86 @@ def test_ensure_refuses_a_hand_placed_archive_with_the_wrong_md5(tmp_path):
 
 
 def test_ensure_without_data_and_without_download_says_what_to_do(tmp_path):
-    with pytest.raises(data.DownloadError, match="download=True"):
+    with pytest.raises(data.DownloadError, match="download=False") as error:
         data.ensure_imagenet_a(tmp_path, download=False)
+    assert "COURSE_DATA_DIR" in str(error.value) and "extracted copy" in str(error.value)
     (tmp_path / "imagenet-a" / WNIDS[0]).mkdir(parents=True)
     with pytest.raises(FileExistsError, match="incomplete"):
         data.ensure_imagenet_a(tmp_path, download=False)
+
+
+# --- an extracted copy is recognised by its content ----------------------------------------------
+
+def hand_extracted(root, per_class=1):
+    """Every ImageNet-A class folder with ``per_class`` JPEGs, no ``.complete`` marker."""
+    folder = root / data.FOLDER
+    fake_imagenet_a(folder, per_class=per_class, wnids=data.imagenet_a_classes().wnids)
+    (folder / "README.txt").write_text("ImageNet-A\n")
+    return folder
+
+
+def test_a_hand_extracted_copy_with_stray_hidden_files_is_used_as_it_is(tmp_path):
+    folder = hand_extracted(tmp_path)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / data.imagenet_a_classes().wnids[3] / ".DS_Store").write_bytes(b"\0")
+    (folder / data.imagenet_a_classes().wnids[5] / "._ghost.jpg").write_bytes(b"\0")
+    with pytest.warns(data.IncompleteDataWarning, match=r"200 of 7,500 images"):
+        assert data.ensure_imagenet_a(tmp_path, download=False) == folder
+    report = data.inspect_folder(folder)
+    assert report.usable and report.n_classes == 200 and report.n_images == 200
+    dataset = data.ImageNetA(folder)
+    assert len(dataset) == 200 and not any(".DS_Store" in i or "/._" in i for i in dataset.ids)
+    assert dataset[0] is not None
+
+
+def test_a_copy_missing_a_class_folder_is_not_usable_and_says_what_to_do(tmp_path):
+    folder = hand_extracted(tmp_path)
+    wnid = data.imagenet_a_classes().wnids[7]
+    for file in (folder / wnid).iterdir():
+        file.unlink()
+    (folder / wnid / ".DS_Store").write_bytes(b"\0")  # a hidden file is no image
+    report = data.inspect_folder(folder)
+    assert not report.usable and report.missing == (wnid,)
+    with pytest.raises(data.IncompleteDataError, match=f"199 of the 200.*{wnid}"):
+        data.ensure_imagenet_a(tmp_path, download=False)
+    assert (folder / data.imagenet_a_classes().wnids[0]).is_dir(), "good data is never deleted"
+
+
+def test_archive_source_follows_the_environment(monkeypatch):
+    monkeypatch.delenv("COURSE_IMAGENET_A_URL", raising=False)
+    assert data.archive_source() == (data.URL, data.SIZE, data.MD5)
+    monkeypatch.setenv("COURSE_IMAGENET_A_URL", "file:///mirror/imagenet-a.tar")
+    with pytest.raises(ValueError, match="COURSE_IMAGENET_A_SIZE"):
+        data.archive_source()
+    monkeypatch.setenv("COURSE_IMAGENET_A_SIZE", "123")
+    monkeypatch.setenv("COURSE_IMAGENET_A_MD5", "f" * 32)
+    assert data.archive_source() == ("file:///mirror/imagenet-a.tar", 123, "f" * 32)
+
+
+def test_ensure_downloads_verifies_and_extracts_a_mirror_named_by_the_environment(tmp_path, monkeypatch):
+    folder = hand_extracted(tmp_path / "source")
+    archive, size, md5 = tar_of(folder, tmp_path / "mirror.tar")
+    monkeypatch.setenv("COURSE_IMAGENET_A_URL", archive.as_uri())
+    monkeypatch.setenv("COURSE_IMAGENET_A_SIZE", str(size))
+    monkeypatch.setenv("COURSE_IMAGENET_A_MD5", md5)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    assert data.imagenet_a_available() == (True, "the ImageNet-A download is reachable")
+    extracted = data.ensure_imagenet_a(progress=False)
+    assert extracted == tmp_path / "data" / data.FOLDER and data.inspect_folder(extracted).marked
+    assert data.imagenet_a_available()[0]
+    monkeypatch.setenv("COURSE_IMAGENET_A_URL", (tmp_path / "gone.tar").as_uri())
+    assert data.imagenet_a_available()[0], "an extracted copy needs no download"
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "elsewhere"))
+    available, why = data.imagenet_a_available()
+    assert not available and "neither" in why
+
+
+def test_world_errors_show_as_one_message_in_jupyter(tmp_path):
+    with pytest.raises(data.DownloadError) as error:
+        data.ensure_imagenet_a(tmp_path, download=False)
+    lines = error.value._render_traceback_()
+    assert len(lines) == 1 and "COURSE_DATA_DIR" in lines[0]
+    dest = tmp_path / "downloads" / "imagenet-a.tar"
+    with pytest.raises(data.DownloadError) as error:
+        data.download_file(dest, closed_port_url(), 1000, "0" * 32, timeout=5, progress=False)
+    assert error.value.__cause__ is None and error.value.__suppress_context__, "no chained traceback"

@@ -474,3 +474,16 @@ def test_non_eager_attention_is_refused_with_the_fix():
         explain(model, images(model), "rollout")
     with pytest.raises(ValueError, match="helpers.load_model"):
         cls_attention_all(model, images(model))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_explanations_under_bf16_autocast_equal_float32(tiny, method):
+    """The GPU path: a notebook on CUDA may call explain inside bf16 autocast. Rehearsed with CPU
+    autocast: the maps are computed in float32 regardless, so they equal the plain ones."""
+    model, pixel_values = tiny
+    plain = explain(model, pixel_values, method, target=[0, 3, 5, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(pixel_values).logits.dtype == torch.bfloat16, "autocast must be active here"
+        under_autocast = explain(model, pixel_values, method, target=[0, 3, 5, 3])
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain, rtol=0, atol=0)

@@ -8,6 +8,7 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 from helpers import predict as P
+from helpers.models import resolve_precision
 
 HEAD = 6  # the model's head; the dataset uses only 3 of its classes
 HEAD_INDICES = [1, 3, 5]
@@ -57,7 +58,7 @@ def model():
 
 @pytest.fixture(autouse=True)
 def cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "CACHE", tmp_path / "cache")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
 
 
 def test_masked_argmax_ignores_classes_outside_the_dataset(model):
@@ -176,3 +177,37 @@ def test_load_selection_rebuilds_the_dataset_and_follows_the_model(model, monkey
         model.classifier.weight.add_(1.0)  # "retrained": the selection is made again
     rows, pixels, _ = P.load_selection("offline", model=model, n_correct=1, n_incorrect=1)
     assert len(rows) == 2 and len(pixels) == 2
+
+
+def test_a_batch_of_only_unreadable_images_leaves_a_usable_cache(model):
+    """Regression: an empty frame appended to the cache turned `confidence` into object dtype and
+    the next run's `nlargest` raised."""
+    ds = FakeDataset(n=5, bad=4)
+    P.load_or_predict(model, ds, world="offline", batch_size=4, progress=False)
+    for _ in range(2):  # the unreadable image is tried again, alone in its batch
+        df = P.load_or_predict(model, ds, world="offline", batch_size=4, progress=False)
+        assert len(df) == 4 and df["confidence"].dtype == float and df["correct"].dtype == bool
+        assert len(df.nlargest(2, "confidence")) == 2
+
+
+def test_cache_follows_course_data_dir(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "drive"))
+    P.load_or_predict(model, FakeDataset(), world="offline", progress=False)
+    assert list((tmp_path / "drive" / "cache" / "offline").glob("predictions_*_fp32.csv"))
+
+
+def test_cached_bf16_predictions_agree_with_probabilities_recomputed_in_the_same_precision(model):
+    """The GPU path (bf16 autocast on CUDA), rehearsed with CPU bf16 autocast: what is cached and
+    what is compared with it later go through one precision setting."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8)  # large activations: bf16 rounding shows in the probabilities
+    ds = FakeDataset(n=30, seed=2)
+    df = P.load_or_predict(model, ds, world="offline", precision="bf16", progress=False)
+    bf16 = P.masked_probs(model, ds.images, HEAD_INDICES, precision="bf16").max(-1).values.numpy()
+    np.testing.assert_allclose(bf16, df["confidence"].to_numpy(), atol=1e-6)
+    fp32 = P.masked_probs(model, ds.images, HEAD_INDICES, precision="fp32").max(-1).values.numpy()
+    assert np.abs(fp32 - df["confidence"].to_numpy()).max() > 1e-4, "bf16 must differ to test this"
+    assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("auto", "cuda") == "bf16"
+    assert (P.cache_dir("offline") / f"predictions_{P.cache_key(model, ds, 'bf16')}.csv").exists()

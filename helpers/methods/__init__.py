@@ -107,7 +107,9 @@ def explain(model, pixel_values: Tensor, method: str, target=None, resolution: s
     - ``resolution``: ``"patch"`` → ``[B, h, w]``; ``"pixel"`` → ``[B, H, W]``.
 
     Returns a detached float tensor on the model's device. The model is left as it was: outputs,
-    parameter gradients, hooks, config and train/eval mode.
+    parameter gradients, hooks, config and train/eval mode. Explanations are computed in the
+    model's own precision (float32): a caller's autocast (bfloat16 on a GPU) is switched off
+    inside, so a map does not depend on where it was asked for, and LRP still conserves relevance.
     """
     _base.check_model(model)
     function = _method_and_options(method, options)
@@ -119,7 +121,7 @@ def explain(model, pixel_values: Tensor, method: str, target=None, resolution: s
         targets = _predicted_classes(model, pixel_values)
     native_pixel = getattr(function, "native_pixel", False)
     pixel_option = {"resolution": resolution} if native_pixel else {}
-    with _base.eval_mode(model):
+    with _base.eval_mode(model), torch.autocast(pixel_values.device.type, enabled=False):
         maps = function(model, pixel_values, targets, **pixel_option, **options)
     if resolution == "pixel" and not native_pixel:
         maps = _to_pixels(maps, model.config.image_size)
