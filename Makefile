@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # (nbconvert can deadlock on ipywidgets.interact); each explorer draws a static view instead.
 export COURSE_BATCH := 1
 
-.PHONY: setup run test bench tiny-model figures sync clean lock
+.PHONY: setup run test test-real bench tiny-model figures sync clean lock
 
 setup: $(VENV)/.installed
 
@@ -41,11 +41,25 @@ run: setup
 
 figures: run
 
-# Unit tests, then every notebook under nbval, offline and at CI size.
+# Unit tests, then every notebook under nbval at CI size: offline, then in the real world
+# rehearsed against local stand-ins (test-real).
+NBVAL := -m pytest -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider
 test: setup
 	COURSE_WORLD=offline COURSE_SCALE=ci HF_HUB_OFFLINE=1 $(PY) -m pytest tests -q
-	COURSE_WORLD=offline COURSE_SCALE=ci HF_HUB_OFFLINE=1 $(PY) -m pytest -q --nbval-lax \
-	  --nbval-cell-timeout=600 -p no:cacheprovider $(NOTEBOOKS)
+	COURSE_WORLD=offline COURSE_SCALE=ci HF_HUB_OFFLINE=1 $(PY) $(NBVAL) $(NOTEBOOKS)
+	$(MAKE) --no-print-directory test-real
+
+# The real world (ViT-B/16 + ImageNet-A) without the network: tests/standin.py builds a hub-cache
+# snapshot of google/vit-base-patch16-224 (small dimensions; STANDIN_DIMS=base for the true ones)
+# and an ImageNet-A-shaped archive in a temporary folder, which the notebooks download, verify and
+# extract through the course's own code. Predictions run under bfloat16 autocast, as on a GPU.
+STANDIN_DIMS ?= small
+test-real: setup
+	@standin=$$(mktemp -d) && trap 'rm -rf "$$standin"' EXIT && \
+	echo "Real world: building the stand-ins ($(STANDIN_DIMS) dimensions)" && \
+	$(PY) tests/standin.py "$$standin" --dims $(STANDIN_DIMS) >/dev/null && \
+	source "$$standin/env.sh" && \
+	COURSE_SCALE=ci COURSE_PRECISION=bf16 $(PY) $(NBVAL) $(NOTEBOOKS)
 
 bench: setup
 	$(PY) -m helpers.bench

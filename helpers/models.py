@@ -67,9 +67,16 @@ def model_available(repo_id: str = REAL_MODEL) -> tuple[bool, str]:
 
 
 def resolve_precision(precision: str, device) -> str:
-    """``"fp32"`` or ``"bf16"`` for ``precision`` on ``device`` (``"auto"``: bf16 on CUDA only)."""
+    """``"fp32"`` or ``"bf16"`` for ``precision`` on ``device``.
+
+    ``"auto"`` takes ``$COURSE_PRECISION`` if set (the tests set ``bf16`` to rehearse the GPU path
+    on the CPU), else bf16 on CUDA and fp32 elsewhere.
+    """
+    if precision == "auto":
+        precision = os.environ.get("COURSE_PRECISION") or "auto"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"precision must be one of {PRECISIONS} (or $COURSE_PRECISION), got "
+                         f"{precision!r}")
     if precision == "auto":
         return "bf16" if torch.device(device).type == "cuda" else "fp32"
     return precision

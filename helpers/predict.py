@@ -58,6 +58,40 @@ def masked_probs(model, pixel_values: torch.Tensor, head_indices, precision: str
     return masked_logits(logits, head_indices).softmax(-1).cpu()
 
 
+# How far a recomputed confidence may drift from the cached one in the same precision: another
+# batch composition runs other kernels, and bfloat16 keeps 8 bits of mantissa.
+_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2}
+
+
+def check_cached(model, pixel_values: torch.Tensor, rows: pd.DataFrame, head_indices,
+                 precision: str = "auto") -> torch.Tensor:
+    """Check that cached prediction ``rows`` are ``model``'s on ``pixel_values`` and return the
+    recomputed ``[N, K]`` probabilities.
+
+    The probabilities are recomputed in the same ``precision`` as :func:`load_or_predict` used.
+    In float32 the arg-max must match and each confidence agree to 1e-4; under bfloat16 autocast
+    (on a GPU) confidences may drift by the precision's rounding, so arg-maxes are compared only
+    where the recomputed top two classes are further apart than that drift. Raises
+    ``AssertionError`` naming the first image that disagrees.
+    """
+    precision = resolve_precision(precision, model.device)
+    tolerance = _TOLERANCE[precision]
+    probs = masked_probs(model, pixel_values, head_indices, precision)
+    top2 = probs.topk(2, dim=-1).values
+    decided = (top2[:, 0] - top2[:, 1]) > tolerance if precision == "bf16" else torch.ones(len(probs), dtype=torch.bool)
+    cached_pos = torch.tensor(rows["pred_idx"].tolist())
+    drift = (probs.max(-1).values - torch.tensor(rows["confidence"].tolist(), dtype=probs.dtype)).abs()
+    wrong = (decided & (probs.argmax(-1) != cached_pos)) | (drift > tolerance)
+    if wrong.any():
+        i = int(wrong.nonzero()[0])
+        raise AssertionError(
+            f"The cached prediction for {rows['id'].iloc[i]!r} is not this model's ({precision}): "
+            f"cached class {int(cached_pos[i])} at {rows['confidence'].iloc[i]:.4f}, recomputed "
+            f"class {int(probs[i].argmax())} at {float(probs[i].max()):.4f}. Delete the cache "
+            f"folder {cache_dir()} and run again.")
+    return probs
+
+
 def _stack_items(items):
     """Fallback collate for datasets without one: drop ``None`` (unreadable) items, stack the rest."""
     items = [item for item in items if item is not None]

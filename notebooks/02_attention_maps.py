@@ -48,6 +48,7 @@ import os
 import torch
 
 WORLD = os.environ.get("COURSE_WORLD", "auto")  # "auto" | "real" | "offline"
+DATA_DIR = os.environ.get("COURSE_DATA_DIR")  # ImageNet-A and the caches (None: the repo's data/)
 CI = os.environ.get("COURSE_SCALE", "full") == "ci"  # small, fast run (tests)
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -67,6 +68,7 @@ from helpers import predict as P
 from helpers import viz
 from helpers.methods.attention import cls_attention_all, fuse_heads
 
+helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
 torch.manual_seed(SEED)
 model, processor = helpers.load_model(world=world, device=DEVICE)

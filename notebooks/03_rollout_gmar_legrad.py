@@ -53,6 +53,7 @@ import os
 import torch
 
 WORLD = os.environ.get("COURSE_WORLD", "auto")  # "auto" | "real" | "offline"
+DATA_DIR = os.environ.get("COURSE_DATA_DIR")  # ImageNet-A and the caches (None: the repo's data/)
 CI = os.environ.get("COURSE_SCALE", "full") == "ci"  # small, fast run (tests)
 N_PER_CLASS = 8 if CI else None  # used only if notebook 01's selection is missing
 N_CORRECT, N_INCORRECT = 4, 4  # as in notebook 01
@@ -88,6 +89,7 @@ from helpers import metrics
 from helpers import predict as P
 from helpers import viz
 
+helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
 torch.manual_seed(SEED)
 model, processor = helpers.load_model(world=world, device=DEVICE)
@@ -104,10 +106,7 @@ rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 # %%
 grid = model.config.image_size // model.config.patch_size
 assert pixels.shape == (len(rows), 3, model.config.image_size, model.config.image_size)
-with torch.no_grad():
-    logits = model(pixel_values=pixels).logits.cpu()
-assert torch.equal(P.masked_logits(logits, dataset.head_indices).argmax(1),
-                   torch.tensor(rows["pred_idx"].tolist())), "the cached predictions are this model's"
+P.check_cached(model, pixels, rows, dataset.head_indices)  # the cached predictions are this model's
 
 # %% [markdown]
 # ## Four ways to combine the layers

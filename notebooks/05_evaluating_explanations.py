@@ -52,6 +52,7 @@ import os
 import torch
 
 WORLD = os.environ.get("COURSE_WORLD", "auto")  # "auto" | "real" | "offline"
+DATA_DIR = os.environ.get("COURSE_DATA_DIR")  # ImageNet-A and the caches (None: the repo's data/)
 CI = os.environ.get("COURSE_SCALE", "full") == "ci"  # small, fast run (tests)
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -77,6 +78,7 @@ from helpers import metrics
 from helpers import predict as P
 from helpers import viz
 
+helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
 torch.manual_seed(SEED)
 model, processor = helpers.load_model(world=world, device=DEVICE)
@@ -384,7 +386,8 @@ plt.show()
 # %%
 panels = [("pointing", "pointing game (hit rate)"), ("mass", "relevance mass on the object"),
           ("deletion", "deletion area (lower = better)"), ("insertion", "insertion area (higher = better)")]
-panels = [(column, title) for column, title in panels if results[column].notna().any()]
+panels = [(column, title) for column, title in panels
+          if column in results and results[column].notna().any()]  # no localisation in the real world
 fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.3 * len(results) + 1.6),
                          sharey=True, layout="constrained", squeeze=False)
 for ax, (column, title) in zip(axes[0], panels):
@@ -460,7 +463,7 @@ print(f"Better than random on every measured metric: {names([m for m in methods.
 # %%
 assert list(results.index) == [*VARIANTS, *REFERENCES], "every method and both references in the table"
 assert methods[["deletion", "insertion"]].notna().all().all() and methods["cost"].gt(0).all()
-for column in ("pointing", "mass", "deletion", "insertion"):
+for column in [c for c in ("pointing", "mass", "deletion", "insertion") if c in results]:
     values = results[[column, f"{column}_lo", f"{column}_hi"]].dropna()
     assert values.ge(0).all().all() and values.le(1 + 1e-6).all().all(), column
     assert (values[f"{column}_lo"] <= values[column] + 1e-9).all(), column
@@ -471,7 +474,8 @@ assert methods[["rho_head", "rho_final"]].abs().le(1 + 1e-6).all().all()
 class_agnostic_methods = [v for v in VARIANTS if VARIANTS[v][0] in ("attention", "rollout")]
 assert (methods.loc[class_agnostic_methods, "rho_head"] > 0.999).all()
 target_readers = [v for v in VARIANTS if VARIANTS[v][0] in ("chefer", "legrad", "attnlrp")]
-assert (methods.loc[target_readers, "rho_head"] < 0.9).all(), "class-sensitive maps change with the head"
+if world == "offline":  # measured on the tiny model; the real world's sanity set is 2-4 images
+    assert (methods.loc[target_readers, "rho_head"] < 0.9).all(), "class-sensitive maps change with the head"
 if localisation is not None:
     area_share = localisation.loc[localisation["variant"] == E.UNIFORM, "area"].mean()
     assert np.isclose(results.loc[E.UNIFORM, "mass"], area_share), "uniform mass = object area share"
@@ -489,8 +493,10 @@ if world == "offline":
         assert methods.loc[f"rollout (max, discard {ROLLOUT_MAX_DISCARD:g})", "rho_final"] > INSENSITIVE_RHO
     assert (abs_rho.iloc[:, -1] < INSENSITIVE_RHO).all(), "|AttnLRP| uncorrelated once every weight is random"
 else:
-    assert methods["deletion"].min() < random_row["deletion"], "some method must delete faster than random"
-    assert methods["insertion"].max() > random_row["insertion"]
+    # Not measured here: the course has never seen ViT-B/16's numbers, and 4-16 ImageNet-A images
+    # cannot separate a method from the random map. The findings above are printed, not asserted.
+    print(f"Real world, {len(faith_pixels)} images: these comparisons are a first look; raise "
+          "N_FAITHFULNESS before drawing a conclusion from them.")
 
 # %% [markdown]
 # ## Summary

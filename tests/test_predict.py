@@ -211,3 +211,18 @@ def test_cached_bf16_predictions_agree_with_probabilities_recomputed_in_the_same
     assert np.abs(fp32 - df["confidence"].to_numpy()).max() > 1e-4, "bf16 must differ to test this"
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("auto", "cuda") == "bf16"
     assert (P.cache_dir("offline") / f"predictions_{P.cache_key(model, ds, 'bf16')}.csv").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_check_cached_accepts_this_models_predictions_and_refuses_another_models(model, precision):
+    ds = FakeDataset(n=12)
+    with torch.no_grad():
+        model.classifier.weight.mul_(30)  # decided predictions, as a trained model makes
+    df = P.load_or_predict(model, ds, world="offline", precision=precision, progress=False)
+    probs = P.check_cached(model, ds.images, df, HEAD_INDICES, precision=precision)
+    assert probs.shape == (12, 3)
+    assert P.check_cached(model, ds.images.flip(0), df[::-1], HEAD_INDICES, precision=precision) is not None
+    with torch.no_grad():
+        model.classifier.weight[HEAD_INDICES] *= -1  # another model: arg-maxes move
+    with pytest.raises(AssertionError, match="not this model's"):
+        P.check_cached(model, ds.images, df, HEAD_INDICES, precision=precision)
