@@ -131,8 +131,10 @@ P.check_cached(model, pixels, rows, dataset.head_indices)  # the cached predicti
 # heads alike, `max` lets the most focused head of each layer speak, `min` keeps only what all heads
 # agree on. Discarding the weakest attention entries before multiplying (an addition of
 # jacobgil/vit-explain, not in the paper) is meant to remove the diffuse background that accumulates
-# over the layers. On this four-layer model the fusion matters most: `min` fusion is diffuse, and
-# discarding sharpens it; `mean` and `max` fusion change little with the discard ratio.
+# over the layers. On the offline world's four-layer tiny model the fusion matters most: `min`
+# fusion is diffuse, and discarding sharpens it; `mean` and `max` fusion change little with the
+# discard ratio. With ViT-B/16's twelve layers, look for whether `mean` fusion washes out to a
+# near-uniform map and how much discarding brings back.
 # Maps are min-max normalised each: compare where they point, not how strongly.
 
 # %%
@@ -258,15 +260,17 @@ if len(wrong):
          for k, title in enumerate(CONTRAST_METHODS)},
         index=[f"{rows['class_name'][i]} → {rows['pred_name'][i]}" for i in wrong])
     display(agreement.round(3))
-    if "rollout" in CONTRAST_METHODS:
-        assert torch.equal(pairs[:, CONTRAST_METHODS.index("rollout"), 0],
-                           pairs[:, CONTRAST_METHODS.index("rollout"), 1])
+    mean_rho = agreement.mean()
+    print("mean ρ(predicted, true) per method: "
+          + ", ".join(f"{title} {rho:.2f}" for title, rho in mean_rho.items()))
 
 # %% [markdown]
-# Rollout's correlation is exactly 1 by construction. Chefer's rule and LeGrad give clearly
-# different maps for the two classes. GMAR, although it depends on the class in principle, stays
-# close to 1 on this small model: its head weights change with the class, but after weighting and
-# multiplying the attention of four layers, the map is mostly the attention itself, i.e. rollout.
+# Rollout's correlation is exactly 1 by construction: it has no `y_t`. The others depend on the
+# class in principle; the printed means say how much in this run. On the offline tiny model,
+# Chefer's rule and LeGrad give clearly different maps for the two classes, while GMAR stays close
+# to 1: its head weights change with the class, but after weighting and multiplying the attention
+# of four layers the map is mostly the attention itself, i.e. rollout. A method whose ρ stays near
+# 1 here can hardly tell *why* the model chose one class over another.
 
 # %% [markdown]
 # ## Do the maps point at the object? (offline world only)

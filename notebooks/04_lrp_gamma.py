@@ -389,10 +389,11 @@ if widgets:
 # ## A free grid of gammas, by eye
 #
 # lxt's documentation shows a grid of `conv γ` × `lin γ` and picks the heatmap that "looks best".
-# Here is that grid for the same sample. On this model `conv γ` changes the picture most: at small
-# values positive and negative pixels sit side by side inside a patch, at `conv γ = 100` each patch's
-# pixels share one sign and the map is smooth. Over this range `lin γ` changes little (the
-# background turns a little more positive at `lin γ = 1`).
+# Here is that grid for the same sample. On the offline tiny model `conv γ` changes the picture
+# most: at small values positive and negative pixels sit side by side inside a patch, at
+# `conv γ = 100` each patch's pixels share one sign and the map is smooth; over this range `lin γ`
+# changes little (the background turns a little more positive at `lin γ = 1`). ViT-B/16 has twelve
+# layers of MLPs for `lin γ` to act on: look at whether `lin γ` matters more there.
 
 # %%
 free_grid = torch.stack([torch.stack([
@@ -479,7 +480,7 @@ if world == "offline":
     plt.show()
 
 # %% [markdown]
-# On this model the measurement hardly distinguishes the gammas: every preset and every cell of the
+# On the tiny model the measurement hardly distinguishes the gammas: every preset and every cell of the
 # grid puts about the same share of its (patch-summed) positive relevance on the object, although
 # the pixel-level pictures above differ a lot. The gammas change *how* the relevance is spread over
 # the pixels of a patch and how much of it is negative, not *which patches* receive it, so the
