@@ -24,10 +24,13 @@ import torch
 
 from . import metrics
 from .methods import explain
+from .methods._base import patch_grid
+from .methods.attnlrp import PRESETS
+from .predict import masked_logits
 
 RANDOM = "random map"
 UNIFORM = "uniform map"
-GAMMA_PRESETS = ("none", "conservative", "balanced", "aggressive", "very_aggressive")
+GAMMA_PRESETS = tuple(PRESETS)
 
 
 def method_variants(presets=GAMMA_PRESETS, rollout_max_discard: float | None = 0.9) -> dict:
@@ -74,7 +77,7 @@ def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
         run = partial(_explain, method, options, model)
         maps[label] = _in_batches(run, pixel_values, targets, batch_size)
     if references:
-        shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *_grid(model))
+        shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *patch_grid(model))
         maps[RANDOM] = metrics.random_order_maps(shape, seed=seed)
         maps[UNIFORM] = torch.ones(shape)
     return maps
@@ -83,11 +86,6 @@ def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
 def _explain(method, options, model, pixel_values, targets):
     """:func:`helpers.explain` with the arguments in the order ``partial`` needs."""
     return explain(model, pixel_values, method, target=targets, **options)
-
-
-def _grid(model) -> tuple[int, int]:
-    side = model.config.image_size // model.config.patch_size
-    return side, side
 
 
 def localisation_scores(maps: dict, masks: torch.Tensor, tolerance: float = 15.0) -> pd.DataFrame:
@@ -116,8 +114,7 @@ class HeadSubset(torch.nn.Module):
         self.register_buffer("head_indices", torch.as_tensor(list(head_indices)), persistent=False)
 
     def forward(self, pixel_values):
-        logits = self.model(pixel_values=pixel_values).logits
-        return logits[:, self.head_indices.to(logits.device)]
+        return masked_logits(self.model(pixel_values=pixel_values).logits, self.head_indices)
 
 
 def predicted_targets(model, pixel_values: torch.Tensor, head_indices=None,
@@ -130,7 +127,8 @@ def predicted_targets(model, pixel_values: torch.Tensor, head_indices=None,
     with torch.no_grad():
         for pixels in pixel_values.split(batch_size):
             logits = model(pixel_values=pixels.to(device)).logits.cpu()
-            predictions.append(logits.argmax(-1) if head is None else head[logits[:, head].argmax(-1)])
+            predictions.append(logits.argmax(-1) if head is None
+                               else head[masked_logits(logits, head).argmax(-1)])
     return torch.cat(predictions)
 
 

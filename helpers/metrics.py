@@ -30,6 +30,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .methods._base import as_targets
+
 # ----------------------------------------------------------------------------- shapes and devices
 
 
@@ -81,9 +83,7 @@ def _as_targets(model, pixel_values: torch.Tensor, targets) -> torch.Tensor:
     if targets is None:
         with torch.no_grad():
             return _logits(model, pixel_values).argmax(-1)
-    batch, device = pixel_values.shape[0], pixel_values.device
-    targets = torch.as_tensor(targets, dtype=torch.long, device=device)
-    return targets.expand(batch) if targets.dim() == 0 else targets
+    return as_targets(targets, pixel_values.shape[0]).to(pixel_values.device)
 
 
 # ----------------------------------------------------------------------------- localisation
@@ -370,13 +370,14 @@ def deletion_insertion(
 def vit_randomization_stages(model) -> list[tuple[str, list[str]]]:
     """Cascading stages of a HF ``ViTForImageClassification``, top first: ``[(name, [modules])]``.
 
-    ``head`` (classifier and final LayerNorm), then ``layer L-1`` ... ``layer 0``, then
-    ``embeddings`` (patch projection, CLS token, position embeddings).
+    ``head`` (classifier and final LayerNorm), then ``layer L`` ... ``layer 1`` (numbered from 1,
+    as everywhere in the course), then ``embeddings`` (patch projection, CLS token, position
+    embeddings).
     """
     n_layers = len(model.vit.layers)
     return (
         [("head", ["classifier", "vit.layernorm"])]
-        + [(f"layer {i}", [f"vit.layers.{i}"]) for i in reversed(range(n_layers))]
+        + [(f"layer {i + 1}", [f"vit.layers.{i}"]) for i in reversed(range(n_layers))]
         + [("embeddings", ["vit.embeddings"])]
     )
 
@@ -434,7 +435,7 @@ def cascading_randomization(
     maps", NeurIPS): ``[(stage name, Spearman correlation [B]), ...]``, top stage first.
 
     On a deep copy of ``model`` (the original is never touched), the stages are re-initialised one
-    after another from the top (``head``, then ``layer L-1`` ... ``layer 0``, ``embeddings``; see
+    after another from the top (``head``, then ``layer L`` ... ``layer 1``, ``embeddings``; see
     :func:`vit_randomization_stages`), each on top of the previous ones. After every stage the
     images are explained again, ``explain_fn(model_copy, pixel_values, targets) -> [B, h, w]``,
     always for the same ``targets`` (``None``: the original model's prediction), and compared with

@@ -129,3 +129,15 @@ def _from_pretrained(source: str, device: str, local_only: bool):
         source, attn_implementation="eager", use_safetensors=True, local_files_only=local_only)
     processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
     return model.to(device).eval(), processor
+
+
+def untrained_copy(model, seed: int = 0):
+    """The same architecture with freshly initialised (random) weights, in eval mode, on the same
+    device: the baseline a floor must separate the trained model from. The global RNG is left as
+    it was."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = type(model)(copy.deepcopy(model.config))
+    return fresh.eval().to(next(model.parameters()).device)

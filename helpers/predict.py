@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from .data import data_root
+from .data import collate as data_collate, data_root
 from .models import inference_precision, resolve_precision
 from .world import resolve_world
 
@@ -47,7 +47,7 @@ def cache_dir(world: str | None = None, root=None) -> Path:
 
 def masked_logits(logits: torch.Tensor, head_indices) -> torch.Tensor:
     """The logits of the dataset's classes, in dataset order: ``z[:, head_indices]`` -> ``[B, K]``."""
-    return logits[:, torch.as_tensor(list(head_indices), device=logits.device)]
+    return logits[:, torch.as_tensor(head_indices, device=logits.device)]
 
 
 def masked_probs(model, pixel_values: torch.Tensor, head_indices, precision: str = "auto") -> torch.Tensor:
@@ -92,15 +92,6 @@ def check_cached(model, pixel_values: torch.Tensor, rows: pd.DataFrame, head_ind
     return probs
 
 
-def _stack_items(items):
-    """Fallback collate for datasets without one: drop ``None`` (unreadable) items, stack the rest."""
-    items = [item for item in items if item is not None]
-    if not items:
-        return None
-    return {key: (torch.stack([item[key] for item in items]) if torch.is_tensor(items[0][key])
-                  else [item[key] for item in items]) for key in items[0]}
-
-
 def _rows(batch, logits: torch.Tensor, head_indices, class_names, id2label) -> list[dict]:
     """One result row per image of a batch from its ``[B, n_head]`` logits."""
     head = torch.as_tensor(list(head_indices))
@@ -142,7 +133,7 @@ def predict(model, dataset, batch_size: int = 32, device: str | None = None, pro
 
     device = torch.device(device or model.device)
     source = dataset if indices is None else Subset(dataset, list(indices))
-    collate = getattr(dataset, "collate", None) or _stack_items
+    collate = getattr(dataset, "collate", None) or data_collate
     loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     rows = []

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import default_processor
 from .scenes import CLASS_NAMES, GENERATOR_VERSION, SceneDataset, make_scene, to_pixel_values
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "data" / "tiny_vit"
@@ -49,14 +50,6 @@ def build_model(seed: int):
                        id2label=dict(enumerate(CLASS_NAMES)),
                        label2id={name: i for i, name in enumerate(CLASS_NAMES)})
     return ViTForImageClassification(config)
-
-
-def build_processor():
-    """ViT-B/16's preprocessing: resize to 224x224, scale to [0, 1], normalise with mean = std = 0.5."""
-    from transformers import ViTImageProcessor
-
-    return ViTImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3,
-                             image_std=[0.5] * 3, do_resize=True, do_rescale=True, do_normalize=True)
 
 
 CROP = 112
@@ -184,7 +177,7 @@ def main(argv=None):
         manifest = training_manifest(args, low_res_steps, time.perf_counter() - start, model)
         args.out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(args.out, safe_serialization=True)
-        build_processor().save_pretrained(args.out)
+        default_processor().save_pretrained(args.out)
     scores = {split: accuracy(model, split, args.eval_n) for split in ("standard", "hard", "background")}
     print("accuracy on fresh scenes (seed %d): %s" % (EVAL_SEED, scores))
     manifest.update({

@@ -78,8 +78,6 @@ N_LOCALISATION = 48 if CI else 300  # standard scenes scored against their masks
 # not run). Every method below explains the **predicted** class unless said otherwise.
 
 # %%
-import copy
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -291,17 +289,10 @@ if len(wrong):
 # not from anything the model learned.
 
 # %%
-def untrained_copy(model, seed):
-    """The same architecture with freshly initialised (random) weights, in eval mode."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return type(model)(copy.deepcopy(model.config)).eval().to(DEVICE)
-
-
 if world == "offline":
     scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION // 6,
                                   seed=SEED, processor=processor)
-    scored_models = {"trained": model, "untrained": untrained_copy(model, SEED)}
+    scored_models = {"trained": model, "untrained": helpers.models.untrained_copy(model, SEED)}
     hits = {(who, title): [] for who in scored_models for title in METHODS}
     mass = {(who, title): [] for who in scored_models for title in METHODS}
     chance_hits, area_share = [], []

@@ -423,13 +423,6 @@ assert free_grid.shape == (len(CONV_GAMMAS), len(LIN_GAMMAS), size, size)
 # anything learned. ImageNet-A has no masks, so the real world skips this section.
 
 # %%
-def untrained_copy(model, seed):
-    """The same architecture with freshly initialised (random) weights, in eval mode."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return type(model)(copy.deepcopy(model.config)).eval().to(DEVICE)
-
-
 if world == "offline":
     scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION // 6,
                                   seed=SEED, processor=processor)
@@ -437,7 +430,7 @@ if world == "offline":
     masks = torch.cat([batch["mask"] for batch in batches])
     area_share = masks.float().flatten(1).mean(1).mean().item()
     chance_hits = metrics.pointing_chance(masks, (size // model.config.patch_size,) * 2).mean().item()
-    untrained = untrained_copy(model, SEED)
+    untrained = helpers.models.untrained_copy(model, SEED)
 
     def localisation(explained=model, **gammas):
         """Mean relevance mass and pointing-game hit rate of AttnLRP on the standard scenes."""

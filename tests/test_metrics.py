@@ -280,7 +280,7 @@ def test_a_map_that_ignores_the_model_fails_the_sanity_check_and_a_gradient_map_
     x = torch.randn(6, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     edge = metrics.cascading_randomization(model, edge_map, x)
     gradient = metrics.cascading_randomization(model, gradient_map, x)
-    names = ["head", "layer 1", "layer 0", "embeddings"]
+    names = ["head", "layer 2", "layer 1", "embeddings"]
     assert [name for name, _ in edge] == [name for name, _ in gradient] == names
     assert all(torch.allclose(rho, torch.ones(6)) for _, rho in edge)
     assert gradient[-1][1].mean() < 0.5

@@ -1,5 +1,6 @@
 """helpers.world: which world `auto` picks, and why it says so (no network: reachability is faked)."""
 import pytest
+import torch
 
 from helpers import data, models, world
 
@@ -61,3 +62,21 @@ def test_set_data_dir_moves_data_and_caches(tmp_path, monkeypatch):
     from helpers import predict
 
     assert predict.cache_dir("offline") == tmp_path / "drive" / "cache" / "offline"
+
+
+def test_untrained_copy_is_the_same_architecture_with_other_weights_and_keeps_the_rng():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(image_size=32, patch_size=16, hidden_size=16,
+                                                num_hidden_layers=1, num_attention_heads=2,
+                                                intermediate_size=32, num_labels=3))
+    with torch.no_grad():
+        model.classifier.weight.fill_(3.0)  # "trained"
+    state = torch.random.get_rng_state()
+    fresh = models.untrained_copy(model, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state), "the global RNG is untouched"
+    assert fresh.config.to_dict() == model.config.to_dict() and not fresh.training
+    assert not torch.equal(fresh.classifier.weight, model.classifier.weight)
+    again = models.untrained_copy(model, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters()))

@@ -63,16 +63,11 @@ def check_pixel_values(model, pixel_values) -> Tensor:
     return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
 
 
-def check_targets(model, target, batch_size: int) -> Tensor | None:
-    """Turn ``target`` (None, an int, or one class per image) into a LongTensor[B] or None."""
-    if target is None:
-        return None
-    num_labels = model.config.num_labels
+def as_targets(target, batch_size: int) -> Tensor:
+    """``target`` (an int, or one class per image) as a LongTensor[B], with clear errors."""
     if isinstance(target, bool) or (isinstance(target, Tensor) and target.dtype == torch.bool):
         raise TypeError("target must be class indices (int), not booleans.")
-    if isinstance(target, Integral):
-        return check_targets(model, torch.tensor(int(target)), batch_size)
-    targets = torch.as_tensor(target)
+    targets = torch.tensor(int(target)) if isinstance(target, Integral) else torch.as_tensor(target)
     if targets.is_floating_point() or targets.is_complex():
         raise TypeError(f"target must hold integer class indices, got {targets.dtype}.")
     if targets.dim() == 0:
@@ -80,7 +75,16 @@ def check_targets(model, target, batch_size: int) -> Tensor | None:
     if targets.dim() != 1 or targets.numel() != batch_size:
         raise ValueError(f"target must be None, one int, or one class per image "
                          f"({batch_size}); got shape {tuple(targets.shape)}.")
-    targets = targets.long()
+    return targets.long()
+
+
+def check_targets(model, target, batch_size: int) -> Tensor | None:
+    """Turn ``target`` (None, an int, or one class per image) into a LongTensor[B] (on the model's
+    device) or None, checking the classes against the model's head."""
+    if target is None:
+        return None
+    num_labels = model.config.num_labels
+    targets = as_targets(target, batch_size)
     if targets.numel() and (targets.min() < 0 or targets.max() >= num_labels):
         raise ValueError(f"target classes must lie in [0, {num_labels}) for this model's head; "
                          f"got {targets.tolist()}. Use indices of the model's own head "
