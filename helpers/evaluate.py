@@ -1,7 +1,7 @@
 """Every explanation method measured side by side, by one protocol: the machinery of notebook 05.
 
-A *variant* is a method with its options, e.g. ``"attnlrp (balanced)": ("attnlrp", {"preset":
-"balanced"})`` (:func:`method_variants`). The functions below run each variant over a set of images
+A *variant* is a method with its options, e.g. ``"cp-lrp (balanced)": ("attnlrp", {"preset":
+"balanced", "variant": "cp"})`` (:func:`method_variants`). The functions below run each variant over a set of images
 and return tidy DataFrames (one row per variant and image, or per variant, stage and image), built
 on :mod:`helpers.metrics`; the notebook only aggregates and plots them.
 
@@ -33,12 +33,15 @@ UNIFORM = "uniform map"
 GAMMA_PRESETS = tuple(PRESETS)
 
 
-def method_variants(presets=GAMMA_PRESETS, rollout_max_discard: float | None = 0.9) -> dict:
+def method_variants(presets=GAMMA_PRESETS, rollout_max_discard: float | None = 0.9,
+                    full_attnlrp_presets=("balanced",)) -> dict:
     """``{label: (method, options)}`` for every method of the course, in teaching order.
 
     Rollout with mean fusion (Abnar & Zuidema 2020), plus max fusion discarding the lowest
     ``rollout_max_discard`` of the entries (vit-explain's variant; ``None`` leaves it out); GMAR with
-    both norms; AttnLRP with each Gamma preset in ``presets``.
+    both norms; LRP with CP-LRP in the attention (lxt's ViT path, labelled ``cp-lrp``) with each
+    Gamma preset in ``presets``, and full AttnLRP (``attnlrp``) with each of
+    ``full_attnlrp_presets``.
     """
     variants = {"attention": ("attention", {}),
                 "rollout (mean)": ("rollout", {"head_fusion": "mean"})}
@@ -49,7 +52,10 @@ def method_variants(presets=GAMMA_PRESETS, rollout_max_discard: float | None = 0
                  "gmar (l1)": ("gmar", {"norm": "l1"}),
                  "gmar (l2)": ("gmar", {"norm": "l2"}),
                  "legrad": ("legrad", {})}
-    variants |= {f"attnlrp ({preset})": ("attnlrp", {"preset": preset}) for preset in presets}
+    variants |= {f"cp-lrp ({preset})": ("attnlrp", {"preset": preset, "variant": "cp"})
+                 for preset in presets}
+    variants |= {f"attnlrp ({preset})": ("attnlrp", {"preset": preset, "variant": "attnlrp"})
+                 for preset in full_attnlrp_presets}
     return variants
 
 

@@ -142,8 +142,11 @@ plt.show()
 # `d = mean_q Σ_k A[q, k] · ‖x_q − x_k‖ / Σ_k A[q, k]`   (patches only: CLS row and column left out).
 #
 # Small `d` is a local, convolution-like head; large `d` a global one. A head that attends evenly to
-# all patches scores the mean distance between two patch centres (the dashed line below). In
-# ViT-B/16, Dosovitskiy et al. find some early heads local and the late heads all global. For the CLS token itself we
+# all patches scores the mean distance between two patch centres (the dashed line below); the
+# converse does not hold: a head that splits its attention between a few far-apart patches scores
+# as high, so a large `d` says "far", not "evenly". Dosovitskiy et al. plot `d` for ViT-L/16 (16
+# heads a layer, Fig. 7): some early heads are local, the late heads all far-reaching; whether
+# ViT-B/16 does the same is what the real world's figure below shows. For the CLS token itself we
 # measure the **entropy** of its attention over patches (renormalised to sum to 1),
 # `H = −Σ_k p_k log p_k`, between 0 (one patch) and `log 196 ≈ 5.28` nats (uniform).
 
@@ -206,16 +209,20 @@ for ax in (left, right):
     ax.set_xticks(layer_axis)
 viz.save(fig, "02_attention_distance_entropy")
 plt.show()
-pd.DataFrame({"mean distance (px)": distance.mean((0, 2)).numpy(),
-              "CLS entropy (nats)": entropy.mean((0, 2)).numpy()},
+local = (distance.mean(0) < uniform_distance / 2).sum(1)  # heads per layer reading close by
+print(f"uniform attention: {uniform_distance:.1f} px. Heads with a mean distance under half of it "
+      f"(local heads), per layer: {local.tolist()}")
+pd.DataFrame({"mean distance (px)": distance.mean((0, 2)).double().numpy(),
+              "CLS entropy (nats)": entropy.mean((0, 2)).double().numpy()},
              index=pd.Index(layer_axis, name="layer")).round(2)
 
 # %% [markdown]
-# The tiny model (four layers) has no local heads: from the first layer on, every head reads about
-# as far as uniform attention would. Its CLS token reads less evenly: its entropy stays below
-# `log 196` in every layer (`exp(H)` is the number of patches that, read evenly, would give the same
-# entropy). Eight images make a noisy curve, so do not
-# read much into the gap between correct and incorrect predictions (exercise 4).
+# Offline, the four-layer tiny model has no local heads: from the first layer on, every head's
+# mean distance is about that of uniform attention, and its CLS token reads less evenly than
+# uniform (entropy below `log 196` in every layer; `exp(H)` is the number of patches that, read
+# evenly, would give the same entropy). In the real world, look for local heads in the early layers
+# of ViT-B/16 (the printed count). Eight images make a noisy curve, so do not read much into the
+# gap between correct and incorrect predictions (exercise 4).
 
 # %% [markdown]
 # ## Early against last layer, correct against incorrect
@@ -350,9 +357,10 @@ if world == "offline":
 #
 # - `cls_attention_all` gives the CLS → patch attention of every layer and head; each head reads a
 #   different part of the image, and the layers × heads grid shows how varied they are.
-# - In ViT-B/16, attention distance grows with depth: early heads mix local and global reading,
-#   late heads are global (Dosovitskiy et al. 2021, Fig. 7). The four-layer tiny model has only
-#   global heads, while its CLS token reads less evenly than uniform (entropy below `log 196`).
+# - Dosovitskiy et al. (2021, Fig. 7, ViT-L/16) saw attention distance grow with depth: some early
+#   heads local, late heads far-reaching; the real world's figure shows whether ViT-B/16 does the
+#   same. The four-layer tiny model has no local heads, while its CLS token reads less evenly than
+#   uniform (entropy below `log 196`). A large mean distance means "far", not "evenly".
 # - Offline, where masks exist, the CLS attention falls on the object far more than uniform
 #   attention would, in every layer, the first as much as the last.
 # - Raw attention is class-agnostic: it shows where the CLS token *reads*, not which patches

@@ -115,7 +115,7 @@ P.check_cached(model, pixels, rows, dataset.head_indices)  # the cached predicti
 #
 # | method | formula | paper |
 # |---|---|---|
-# | rollout | `R = Π_l rownorm(½ fuse_h(A_l) + ½ I)`, fuse ∈ {mean, max, min}, weakest entries optionally discarded | Abnar & Zuidema 2020, *Quantifying Attention Flow in Transformers* (ACL) |
+# | rollout | `R = Π_l rownorm(½ fuse_h(A_l) + ½ I)`, fuse = mean; max/min fusion and discarding the weakest entries are additions of jacobgil/vit-explain | Abnar & Zuidema 2020, *Quantifying Attention Flow in Transformers* (ACL) |
 # | GMAR | rollout of `Σ_h w_{l,h} A_{l,h}` with `w_{l,h} ∝ ‖∂y_t/∂A_{l,h}‖₁` or `‖·‖₂` | Jo et al. 2025, *GMAR: Gradient-Driven Multi-Head Attention Rollout* (arXiv 2504.19414) |
 # | LeGrad | `mean_l mean_{h,i} ReLU(∂s_l/∂A_l)[h, i, patches]`, `s_l = head(LayerNorm(h_l[CLS]))_t` | Bousselham et al. 2024, *LeGrad* (arXiv 2404.03214) |
 # | Chefer | `R ← R + mean_h(∇A_l ⊙ A_l)⁺ · R` from `R = I`, `∇A_l = ∂y_t/∂A_l` | Chefer, Gur & Wolf 2021, *Generic Attention-model Explainability* (ICCV) |
@@ -149,16 +149,15 @@ plt.show()
 # %% [markdown]
 # Rollout multiplies row-stochastic matrices, so its CLS row is a probability distribution over the
 # tokens: every patch gets a share in [0, 1] and the patches' shares sum to at most 1 (the rest
-# stays on CLS). And rollout does not look at the target at all:
+# stays on CLS). A rollout that normalised columns instead of rows, or forgot to renormalise after
+# discarding, would break this. (Rollout has no `y_t` in its formula: it cannot depend on the class
+# we ask about, so there is nothing to test there.)
 
 # %%
 assert rollout_maps.shape == (len(rows), len(rollout_settings), grid, grid)
-assert (rollout_maps >= 0).all() and (rollout_maps.flatten(2).sum(-1) <= 1 + 1e-5).all()
-other_class = (predicted + 1) % model.config.num_labels
-assert torch.equal(helpers.explain(model, pixels, "rollout", target=predicted),
-                   helpers.explain(model, pixels, "rollout", target=other_class)), \
-    "rollout must be class-agnostic"
-print("rollout maps are distributions over patches and identical for every target class")
+patch_share = rollout_maps.flatten(2).sum(-1)  # [samples, settings]
+assert (rollout_maps >= 0).all() and (patch_share <= 1 + 1e-5).all() and (patch_share > 0).all()
+print(f"share of the CLS row on the patches: {patch_share.min():.2f} to {patch_share.max():.2f}")
 
 # %% [markdown]
 # ## All methods side by side
@@ -197,17 +196,16 @@ for title in ("rollout", "GMAR L1", "GMAR L2", "LeGrad", "Chefer"):
 # function GMAR uses; a uniform row is plain mean-fusion rollout.
 
 # %%
-from helpers.methods.gmar import head_weights
+from helpers.methods.gmar import attention_and_head_weights
 
-first = pixels[:1].clone().requires_grad_(True)
-outputs = model(pixel_values=first, output_attentions=True)
-gradients = torch.autograd.grad(outputs.logits[0, predicted[0]], outputs.attentions)
-weights = {norm: torch.cat([head_weights(g, norm) for g in gradients]).detach().cpu() for norm in ("l1", "l2")}
-fig, axes = plt.subplots(1, 2, figsize=(8, 0.35 * len(gradients) + 1.8), layout="constrained")
+weights = {norm: attention_and_head_weights(model, pixels[:1], predicted[:1].to(DEVICE), norm)[1][0].cpu()
+           for norm in ("l1", "l2")}  # [layers, heads] for the first sample
+n_layers = model.config.num_hidden_layers
+fig, axes = plt.subplots(1, 2, figsize=(8, 0.35 * n_layers + 1.8), layout="constrained")
 for ax, (norm, w) in zip(axes, weights.items()):
     handle = ax.imshow(w, cmap="viridis", vmin=0, vmax=float(max(v.max() for v in weights.values())))
-    ax.set_xticks(range(w.shape[1]))
-    ax.set_yticks(range(w.shape[0]))
+    ax.set_xticks(range(w.shape[1]), range(1, w.shape[1] + 1))
+    ax.set_yticks(range(w.shape[0]), range(1, w.shape[0] + 1))  # layers and heads from 1, as in 02
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(f"GMAR head weights, {norm.upper()} norm")
@@ -215,7 +213,7 @@ fig.colorbar(handle, ax=axes, label="weight (each layer's row sums to 1)")
 fig.suptitle(labels[0].replace("\n", ", "))
 viz.save(fig, "03_gmar_head_weights")
 plt.show()
-assert torch.allclose(weights["l1"].sum(1), torch.ones(len(gradients)), atol=1e-5)
+assert torch.allclose(weights["l1"].sum(1), torch.ones(n_layers), atol=1e-5)
 similarity = metrics.spearman_per_image(maps["GMAR L1"], maps["GMAR L2"])
 print(f"Spearman correlation of the L1 and L2 maps per sample: {np.round(similarity.numpy(), 3)}")
 
@@ -372,26 +370,28 @@ if world == "offline":
 #
 # Floors that must hold, checked in code so that a regression fails the run. They were measured on
 # the trained tiny model (48 and 300 scenes, several scene seeds) and set with a margin; the
-# untrained model must *fail* the relevance-mass floors, which shows they can fail.
+# untrained model must *fail* the relevance-mass floors, which shows they can fail. The pointing
+# game gets no floor of its own against the untrained model (none exists: untrained maps reached
+# 1.77× the random rate, trained ones 1.57–2.06×); it is only required to beat the random map
+# beyond its 95 % interval, which a map on the wrong patches (e.g. transposed) would not.
 
 # %%
 if world == "offline":
     # measured (× the object's area share, 48 scenes × 5 seeds and 300 scenes): rollout and GMAR
     # 1.79-1.85, LeGrad 1.38-1.48, Chefer 2.82-2.93; untrained models (4 seeds): 0.96-1.06
     MASS_FLOORS = {"rollout": 1.5, "GMAR L1": 1.5, "GMAR L2": 1.5, "LeGrad": 1.2, "Chefer": 2.3}
-    # measured (× the random map's hit rate): trained 1.57-2.06, untrained 1.17-1.77
-    POINTING_FLOOR = 1.4
     floors = pd.DataFrame({title: {
         "mass / area share": mass["trained", title].mean().item() / area_share.mean().item(),
         "floor": factor,
         "untrained": mass["untrained", title].mean().item() / area_share.mean().item(),
-        "pointing / random": hits["trained", title].float().mean().item() / chance_hits.mean().item()}
+        "pointing, 95 % low": metrics.wilson_interval(int(hits["trained", title].sum()), len(scenes))[1],
+        "random rate": chance_hits.mean().item()}
         for title, factor in MASS_FLOORS.items()}).T
     display(floors.round(2))  # noqa: F821 (IPython)
     for title, row in floors.iterrows():
         assert row["mass / area share"] >= row["floor"], f"{title}: relevance mass below its floor"
         assert row["untrained"] < row["floor"], f"{title}: the untrained model should fail the floor"
-        assert row["pointing / random"] >= POINTING_FLOOR, f"{title}: pointing game below {POINTING_FLOOR} × random"
+        assert row["pointing, 95 % low"] > row["random rate"], f"{title}: pointing game not above random"
 
 # %% [markdown]
 # ## Summary

@@ -21,6 +21,9 @@
 # the input pixels, so that (ideally) the pixels' relevances add up to the logit. AttnLRP (Achtibat
 # et al., ICML 2024) gives transformers' attention, LayerNorm and GELU rules of their own; the
 # Gamma rule on the linear layers decides how much positive evidence is favoured over negative.
+# Inside the attention, lxt's ViT path uses **CP-LRP** (Ali et al. 2022: no relevance through the
+# softmax, q and k held fixed), and so does this notebook by default (`VARIANT = "cp"`); every
+# figure names the variant it shows, and one section puts full AttnLRP beside it.
 #
 # **What you will learn**
 #
@@ -102,6 +105,8 @@ with torch.no_grad():
 size = model.config.image_size
 assert pixels.shape == (len(rows), 3, size, size)
 P.check_cached(model, pixels, rows, dataset.head_indices)  # the cached predictions are this model's
+LRP_NAMES = {"cp": "CP-LRP", "attnlrp": "full AttnLRP"}
+LRP_NAME = LRP_NAMES[VARIANT]  # the name every figure carries
 rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 
 # %% [markdown]
@@ -114,11 +119,19 @@ rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 #
 # For a linear layer `y = Wx + b` the **Gamma rule** (Montavon et al. 2019, *Layer-Wise Relevance
 # Propagation: An Overview*) hands relevance `R_j` of output `j` down in proportion to the
-# contributions, with the positive ones (same sign as `y_j`) boosted by `γ`:
+# contributions, with those of the same sign as `y_j` boosted by `γ`. For non-negative inputs and
+# no bias (the paper's setting) it reads `R_i = Σ_j x_i (w_ij + γ w_ij⁺) / Σ_i' x_i' (w_i'j + γ w_i'j⁺) · R_j`.
+# A ViT's inputs are signed and its layers have biases, so the course computes zennit's general form
+# (the one lxt uses), with `x = x⁺ + x⁻`, `w = w⁺ + w⁻`:
 #
-# `R_i = Σ_j x_i (w_ij + γ w_ij⁺) / Σ_i' x_i' (w_i'j + γ w_i'j⁺) · R_j`   (for `y_j > 0`; mirrored for `y_j < 0`)
+# `R_i = Σ_j [ x_i⁺ (c⁺_j (w_ij + γ w_ij⁺) + c⁻_j (w_ij + γ w_ij⁻)) + x_i⁻ (c⁺_j (w_ij + γ w_ij⁻) + c⁻_j (w_ij + γ w_ij⁺)) ]`
 #
-# `γ = 0` is LRP-0 (the plain gradient × input), `γ → ∞` keeps only the positive contributions.
+# `c⁺_j = [y_j > 0] R_j / (y_j + γ (Σ_i w_ij⁺ x_i⁺ + w_ij⁻ x_i⁻ + b_j⁺))`,
+# `c⁻_j = [y_j < 0] R_j / (y_j + γ (Σ_i w_ij⁻ x_i⁺ + w_ij⁺ x_i⁻ + b_j⁻))`.
+#
+# The bias's part (`b⁺` or `b⁻`) in the denominator is relevance the bias keeps: the inputs receive
+# a little less than `R_j`. `γ = 0` is LRP-0 (the plain gradient × input), `γ → ∞` keeps only the
+# contributions of the same sign as the output.
 # A ViT has two kinds of layers that take a `γ`: the patch-embedding convolution (`conv γ`) and
 # the linear layers (`lin γ`). The presets are pairs `(conv γ, lin γ)`:
 
@@ -164,10 +177,34 @@ def preset_title(preset):
 
 fig, _ = viz.heatmap_grid(pixels.cpu(), per_map_scaled(relevance), [preset_title(p) for p in PRESETS],
                           row_labels=labels, signed=True,
-                          title=f"AttnLRP ({VARIANT}) for the predicted class, by Gamma preset "
+                          title=f"{LRP_NAME} for the predicted class, by Gamma preset "
                                 "(each map / its 99th percentile of |R|)")
 viz.save(fig, "04_presets_grid")
 plt.show()
+
+# %% [markdown]
+# ## CP-LRP or full AttnLRP?
+#
+# The two differ in one place: CP-LRP holds the attention weights fixed (q and k detached), so all
+# relevance reaching an attention layer flows through the values `v`; full AttnLRP also sends
+# relevance through `q·kᵀ` and the softmax (uniform rule on the two bilinear products: q and k get
+# ÷4, v ÷2 of the gradient). Same samples, same preset, both variants, and how alike they are
+# (Spearman's ρ of the pixel maps, 1 = same ranking):
+
+# %%
+OTHER_VARIANT = "attnlrp" if VARIANT == "cp" else "cp"
+other_variant = helpers.explain(model, pixels, "attnlrp", target=predicted, preset=DEFAULT_PRESET,
+                                variant=OTHER_VARIANT, resolution="pixel").cpu()
+by_variant = torch.stack([relevance[:, PRESETS.index(DEFAULT_PRESET)], other_variant], dim=1)
+fig, _ = viz.heatmap_grid(pixels.cpu(), per_map_scaled(by_variant),
+                          [LRP_NAMES[VARIANT], LRP_NAMES[OTHER_VARIANT]], row_labels=labels, signed=True,
+                          title=f"the attention rule: CP-LRP vs full AttnLRP ({DEFAULT_PRESET}; "
+                                "each map / its 99th percentile of |R|)")
+viz.save(fig, "04_cp_vs_attnlrp")
+plt.show()
+rho = metrics.spearman_per_image(by_variant[:, 0], by_variant[:, 1])
+print(f"Spearman ρ between the variants' pixel maps: {', '.join(f'{r:.2f}' for r in rho.tolist())}")
+assert not torch.allclose(by_variant[:, 0], by_variant[:, 1]), "the attention rule must matter"
 
 # %%
 assert relevance.shape == (len(rows), len(PRESETS), size, size)
@@ -238,7 +275,11 @@ ratios = pd.DataFrame({
                              variant=VARIANT).cpu().flatten(1).sum(1) / stripped_logit).numpy()
     for preset in PRESETS}, index=rows["id"])
 display(ratios.describe().loc[["mean", "min", "max"]].round(6))  # noqa: F821 (IPython)
-assert np.allclose(ratios.to_numpy(), 1.0, atol=1e-3), "without constants, Σ R must equal the logit"
+if VARIANT == "cp":  # full AttnLRP passes relevance through the softmax, which does not conserve it
+    assert np.allclose(ratios.to_numpy(), 1.0, atol=1e-3), "without constants, Σ R must equal the logit"
+else:
+    print(f"full AttnLRP: Σ R / f_t from {ratios.to_numpy().min():.3f} to {ratios.to_numpy().max():.3f} "
+          "on the stripped model (the softmax rule is not conservative)")
 
 # %% [markdown]
 # ## Correct vs incorrect: evidence for which class?
@@ -262,7 +303,7 @@ other_labels = [f"{label}\nother: {names[int(o)].split(',')[0]} ({'runner-up' if
 fig, _ = viz.heatmap_grid(pixels.cpu(), contrast, ["for the predicted class", "for the other class",
                                                   "predicted − other"],
                           row_labels=other_labels, signed=True,
-                          title=f"AttnLRP ({DEFAULT_PRESET}): predicted class vs true class (✗) or runner-up (✓)")
+                          title=f"{LRP_NAME} ({DEFAULT_PRESET}): predicted class vs true class (✗) or runner-up (✓)")
 viz.save(fig, "04_predicted_vs_other_class")
 plt.show()
 
@@ -314,7 +355,7 @@ def write_sample_outputs(i):
              "relevance": "relevance.pt", "record": "record.json"}
     for key, image in (("heatmap", None), ("overlay", pixels[i].cpu())):
         fig, ax = plt.subplots(figsize=(3.8, 3.4), layout="constrained")
-        viz.signed_map(ax, default, image=image, title=f"AttnLRP ({DEFAULT_PRESET})\n{labels[i]}")
+        viz.signed_map(ax, default, image=image, title=f"{LRP_NAME} ({DEFAULT_PRESET})\n{labels[i]}")
         fig.savefig(folder / files[key], dpi=viz.DPI, facecolor="white")
         plt.close(fig)
     fig, _ = viz.heatmap_grid(pixels[i:i + 1].cpu(), per_map_scaled(relevance[i:i + 1]),
@@ -421,6 +462,11 @@ assert free_grid.shape == (len(CONV_GAMMAS), len(LIN_GAMMAS), size, size)
 # and every preset, each explaining the true class. As in notebook 03, the presets are also run on
 # the same architecture with **untrained** weights: what it scores comes from the image, not from
 # anything learned. ImageNet-A has no masks, so the real world skips this section.
+#
+# One limit by construction: these scores are taken on the 14 × 14 patch grid (relevance summed
+# per patch). The patch embedding is a convolution whose stride equals its kernel, so `conv γ` only
+# moves relevance between the pixels of one patch (and, through its bias term, changes the patch's
+# total slightly): a patch-level measurement is nearly blind to `conv γ` and measures `lin γ`.
 
 # %%
 if world == "offline":
@@ -473,11 +519,12 @@ if world == "offline":
     plt.show()
 
 # %% [markdown]
-# On the tiny model the measurement hardly distinguishes the gammas: every preset and every cell of the
-# grid puts about the same share of its (patch-summed) positive relevance on the object, although
-# the pixel-level pictures above differ a lot. The gammas change *how* the relevance is spread over
-# the pixels of a patch and how much of it is negative, not *which patches* receive it, so the
-# "best" cell wins by a hair. Every preset localises far better than the untrained model, whose LRP
+# On the tiny model the measurement hardly distinguishes the gammas: every preset and every cell of
+# the grid puts about the same share of its (patch-summed) positive relevance on the object, although
+# the pixel-level pictures above differ a lot. For `conv γ` that is by construction (see above); for
+# `lin γ` it is a finding about this model. The "best" cell therefore wins by a margin far below
+# what the number of scenes can resolve (the printed spread of the grid): this measurement does
+# not choose the gammas, it shows that on the patch grid they do not matter here. Every preset localises far better than the untrained model, whose LRP
 # maps are not pure noise either: input × gradient follows the image's contrast, so they can lean
 # towards the conspicuous object (over five random initialisations we measured up to about twice
 # the random map's relevance mass). The floor below sits well above that.
@@ -491,27 +538,29 @@ if world == "offline":
     # measured (× the object's area share): trained 3.47-3.90 for every preset and grid cell;
     # untrained models (5 seeds): 0.93-2.07
     MASS_FLOOR = 3.0
-    # measured (× the random map's hit rate): trained 1.62-2.09, untrained 0.96-1.75
-    POINTING_FLOOR = 1.4
+    # the pointing game has no floor that separates trained from untrained (measured × the random
+    # rate: trained 1.62-2.09, untrained 0.96-1.75); it must beat the random map beyond its interval
+    pointing_low = [metrics.wilson_interval(round(p * len(scenes)), len(scenes))[1]
+                    for p in by_preset.loc[PRESETS, "pointing game"]]
     trained = by_preset.loc[PRESETS]
     assert (trained["relevance mass"] >= MASS_FLOOR * area_share).all(), \
         f"every preset should put ≥ {MASS_FLOOR} × the area share ({area_share:.3f}) on the object"
     assert (grid_mass.to_numpy() >= MASS_FLOOR * area_share).all(), "every gamma pair of the grid, too"
-    assert (trained["pointing game"] >= POINTING_FLOOR * chance_hits).all(), \
-        f"every preset should hit ≥ {POINTING_FLOOR} × as often as a random map ({chance_hits:.3f})"
+    assert min(pointing_low) > chance_hits, \
+        f"every preset should point better than a random map ({chance_hits:.3f}) beyond its 95 % interval"
     assert (trained["relevance mass, untrained"] < MASS_FLOOR * area_share).all(), \
         "the untrained model should fail the relevance-mass floor"
     print(f"relevance mass / area share: trained {(trained['relevance mass'] / area_share).min():.2f} "
           f"or more (floor {MASS_FLOOR}), untrained {(trained['relevance mass, untrained'] / area_share).max():.2f} "
-          f"at most; pointing game / random rate ≥ {(trained['pointing game'] / chance_hits).min():.2f} "
-          f"(floor {POINTING_FLOOR})")
+          f"at most; pointing game, lowest 95 % bound {min(pointing_low):.2f} vs random {chance_hits:.2f}")
 
 # %% [markdown]
 # ## Summary
 #
-# - AttnLRP (here CP-LRP in the attention, identity rules for LayerNorm and GELU, Gamma on the
-#   patch embedding and the linear layers; see the layer map) gives **signed** pixel relevance:
-#   red for the class, blue against it.
+# - LRP for transformers (by default CP-LRP in the attention — q and k detached — identity rules
+#   for LayerNorm and GELU, Gamma on the patch embedding and the linear layers; see the layer map)
+#   gives **signed** pixel relevance: red for the class, blue against it. Full AttnLRP also sends
+#   relevance through the attention softmax; its maps are compared with CP-LRP's above.
 # - The Gamma presets trade detail for cleanliness: no Gamma (LRP-0) is noisy and mixed in sign;
 #   larger gammas favour positive contributions and give smoother maps with a more positive
 #   background (on the tiny model mostly through the patch-embedding `conv γ`).
@@ -520,16 +569,16 @@ if world == "offline":
 #   set to zero, every preset conserves to within 10⁻³ — asserted above.
 # - Explaining the predicted and another class (the true one for mistakes) shows which pixels
 #   tipped the decision.
-# - The gammas can be chosen by eye on a grid (lxt's docs) or by a measurement against object
-#   masks (offline). On the tiny model they change the pixel-level picture but hardly where the
-#   relevance lies: every preset and every grid cell puts about the same share on the object, far
-#   more than the untrained model does — asserted above.
+# - The gammas are usually chosen by eye on a grid (lxt's docs). A measurement against object masks
+#   (offline) on the patch grid cannot see `conv γ` by construction, and on the tiny model it does
+#   not separate the `lin γ` values either: every preset and every grid cell puts about the same
+#   share on the object, far more than the untrained model does — asserted above.
 #
 # ## Exercises
 #
-# 1. Set `VARIANT = "attnlrp"` (full AttnLRP: relevance also flows through the softmax of `q·kᵀ`).
-#    How do the maps change, and does conservation on the stripped model still hold? Why not?
-#    (See the docstring of `helpers.methods.attnlrp`.)
+# 1. Set `VARIANT = "attnlrp"` (full AttnLRP: relevance also flows through the softmax of `q·kᵀ`)
+#    and run the notebook again. How do the maps change, and how far from 1 is `Σ R / f_t` on the
+#    stripped model now? Why? (See the docstring of `helpers.methods.attnlrp`.)
 # 2. Zero *only* the position embeddings (keep the biases and the CLS token). How much of the
 #    missing relevance do they account for, per preset?
 # 3. With the explorer, find the smallest `lin γ` for which the map of the misclassified sample

@@ -41,7 +41,14 @@ def test_method_variants_cover_every_method_and_preset():
     presets = {options["preset"] for method, options in variants.values() if method == "attnlrp"}
     assert presets == set(PRESETS) == set(evaluate.GAMMA_PRESETS)
     assert ("rollout", {"head_fusion": "max", "discard_ratio": 0.9}) in variants.values()
-    assert len(evaluate.method_variants(presets=["none"], rollout_max_discard=None)) == 7
+    assert len(evaluate.method_variants(presets=["none"], rollout_max_discard=None,
+                                        full_attnlrp_presets=())) == 7
+
+
+def test_lrp_variants_are_labelled_by_their_attention_rule():
+    variants = evaluate.method_variants(presets=["none", "balanced"], full_attnlrp_presets=["balanced"])
+    lrp = {label: options["variant"] for label, (method, options) in variants.items() if method == "attnlrp"}
+    assert lrp == {"cp-lrp (none)": "cp", "cp-lrp (balanced)": "cp", "attnlrp (balanced)": "attnlrp"}
 
 
 def test_explain_variants_match_explain_in_any_batch_size(model, images):

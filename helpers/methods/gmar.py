@@ -55,15 +55,23 @@ def weighted_heads(attention: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("bhij,bh->bij", attention, weights)
 
 
-def gmar(model, pixel_values: Tensor, targets: Tensor | None = None, *, norm: str = "l1") -> Tensor:
-    """GMAR's CLS→patch rollout for ``targets`` (None: the predicted class): ``[B, h, w]``."""
+def attention_and_head_weights(model, pixel_values: Tensor, targets: Tensor | None = None,
+                               norm: str = "l1") -> tuple[list[Tensor], Tensor]:
+    """Every layer's attention ``[B, heads, N, N]`` (detached) and GMAR's head weights
+    ``[B, layers, heads]`` for ``targets`` (None: the predicted class)."""
     check_norm(norm)
     outputs = _base.forward(model, pixel_values, track_grad=True)
     targets = _base.predicted_unless_given(targets, outputs.logits)
     score = _base.target_score(outputs.logits, targets)
     gradients = _base.attention_gradients(score, outputs.attentions)
-    fused = (weighted_heads(a.detach(), head_weights(g, norm))
-             for a, g in zip(outputs.attentions, gradients))
+    weights = torch.stack([head_weights(g, norm) for g in gradients], dim=1)
+    return [a.detach() for a in outputs.attentions], weights.detach()
+
+
+def gmar(model, pixel_values: Tensor, targets: Tensor | None = None, *, norm: str = "l1") -> Tensor:
+    """GMAR's CLS→patch rollout for ``targets`` (None: the predicted class): ``[B, h, w]``."""
+    attentions, weights = attention_and_head_weights(model, pixel_values, targets, norm)
+    fused = (weighted_heads(a, weights[:, layer]) for layer, a in enumerate(attentions))
     return _base.to_patch_grid(model, rollout_matrix(fused)[:, 0, 1:])
 
 
