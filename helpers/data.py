@@ -201,9 +201,9 @@ def _resumes_at(response, offset: int) -> bool:
     return response.status == 206 and match is not None and int(match.group(1)) == offset
 
 
-def _fetch_rest(url: str, part: Path, size: int, timeout: float, progress: bool) -> None:
+def _fetch_rest(url: str, part: Path, size: int, timeout: float, progress: bool | None) -> None:
     """Append the bytes ``part`` lacks (HTTP Range); start over if the server ignores the range."""
-    from tqdm.auto import tqdm
+    from .viz import progress_bar
 
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
@@ -211,22 +211,23 @@ def _fetch_rest(url: str, part: Path, size: int, timeout: float, progress: bool)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         if have and not _resumes_at(response, have):
             have = 0
-        with open(part, "ab" if have else "wb") as out, tqdm(
-                total=size, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=part.name.removesuffix(".part"), disable=not progress) as bar:
+        with open(part, "ab" if have else "wb") as out, progress_bar(
+                show=progress, total=size, initial=have, unit="B", unit_scale=True,
+                unit_divisor=1024, desc=part.name.removesuffix(".part")) as bar:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
 
 
 def download_file(dest: str | Path, url: str = URL, size: int = SIZE, md5: str = MD5,
-                  timeout: float = 60.0, progress: bool = True) -> Path:
+                  timeout: float = 60.0, progress: bool | None = None) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part``.
 
     The file gets its final name only after its size and MD5 match, so ``dest`` is always
     complete and an existing ``dest`` is returned as it is. A ``.part`` with a wrong MD5 is deleted
     (resuming cannot mend it); a short one is kept for the next call to resume. Any network failure
-    raises :class:`DownloadError`, whose message says what to do instead.
+    raises :class:`DownloadError`, whose message says what to do instead. ``progress``: show a
+    progress bar (None: unless a batch run, :func:`helpers.viz.progress_bar`).
     """
     dest = Path(dest)
     if dest.is_file():
@@ -357,7 +358,7 @@ def is_complete(folder: str | Path) -> bool:
 
 def ensure_imagenet_a(root: str | Path | None = None, download: bool = True, url: str | None = None,
                       size: int | None = None, md5: str | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool | None = None) -> Path:
     """Path of the extracted ``<root>/imagenet-a``, extracting and downloading only if needed.
 
     Order: a usable extracted folder (:func:`inspect_folder`) is returned as it is (missing images

@@ -67,19 +67,20 @@ def _in_batches(fn, pixel_values: torch.Tensor, targets: torch.Tensor, batch_siz
 
 def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
                      batch_size: int = 16, references: bool = True, seed: int = 0,
-                     progress: bool = True) -> dict:
+                     progress: bool | None = None) -> dict:
     """``{label: maps [N, h, w]}`` (CPU) of every variant on the patch grid, explaining ``targets``
     (model-head indices, one per image), ``batch_size`` images per call of :func:`helpers.explain`.
 
     ``references=True`` adds :data:`RANDOM` (:func:`helpers.metrics.random_order_maps`, seeded)
-    and :data:`UNIFORM` (all ones: every patch equally relevant).
+    and :data:`UNIFORM` (all ones: every patch equally relevant). ``progress``: a bar over the
+    variants (None: unless a batch run, :func:`helpers.viz.progress_bar`).
     """
-    from tqdm.auto import tqdm
+    from .viz import progress_bar
 
     device = next(model.parameters()).device
     pixel_values, targets = pixel_values.to(device), torch.as_tensor(targets).to(device)
     maps = {}
-    for label, (method, options) in tqdm(variants.items(), desc="explain", disable=not progress):
+    for label, (method, options) in progress_bar(variants.items(), progress, desc="explain"):
         run = partial(_explain, method, options, model)
         maps[label] = _in_batches(run, pixel_values, targets, batch_size)
     if references:
@@ -171,16 +172,17 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
 
 
 def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict, absolute: bool = False,
-                  seed: int = 0, progress: bool = True) -> pd.DataFrame:
+                  seed: int = 0, progress: bool | None = None) -> pd.DataFrame:
     """Cascading randomisation (Adebayo et al. 2018) of every variant: one row per variant, stage
     and image, ``variant, step, stage, image, rho`` (Spearman correlation with the original map;
     ``step`` 1 = the head randomised, the last = every weight randomised; ``absolute=True`` ranks
-    ``|map|``, the paper's second reading). See :func:`helpers.metrics.cascading_randomization`."""
-    from tqdm.auto import tqdm
+    ``|map|``, the paper's second reading). See :func:`helpers.metrics.cascading_randomization`;
+    ``progress`` as in :func:`explain_variants`."""
+    from .viz import progress_bar
 
     targets = torch.as_tensor(targets)
     frames = []
-    for label, (method, options) in tqdm(variants.items(), desc="sanity", disable=not progress):
+    for label, (method, options) in progress_bar(variants.items(), progress, desc="sanity"):
         explain_fn = partial(_explain, method, options)
         stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets,
                                                  absolute=absolute, seed=seed)

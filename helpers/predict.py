@@ -117,8 +117,8 @@ def _rows(batch, logits: torch.Tensor, head_indices, class_names, id2label) -> l
     return rows
 
 
-def predict(model, dataset, batch_size: int = 32, device: str | None = None, progress: bool = True,
-            indices=None, precision: str = "auto") -> pd.DataFrame:
+def predict(model, dataset, batch_size: int = 32, device: str | None = None,
+            progress: bool | None = None, indices=None, precision: str = "auto") -> pd.DataFrame:
     """Classify ``dataset`` (or the items at ``indices``) -> one row per image.
 
     Columns: ``id, label, class_idx, class_name`` (the truth); ``pred`` (head index, arg-max over
@@ -128,8 +128,9 @@ def predict(model, dataset, batch_size: int = 32, device: str | None = None, pro
     ``confidence_1k``, ``correct_1k`` (naive arg-max over the whole head). Unreadable images (the
     dataset returns ``None``) are dropped by the dataset's ``collate``, which reports them.
     Runs under ``torch.no_grad`` in ``precision`` (:func:`helpers.models.inference_precision`).
+    ``progress``: show a progress bar (None: unless a batch run, :func:`helpers.viz.progress_bar`).
     """
-    from tqdm.auto import tqdm
+    from .viz import progress_bar
 
     device = torch.device(device or model.device)
     source = dataset if indices is None else Subset(dataset, list(indices))
@@ -138,7 +139,7 @@ def predict(model, dataset, batch_size: int = 32, device: str | None = None, pro
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     rows = []
     with torch.no_grad(), inference_precision(device, precision):
-        for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress):
+        for batch in progress_bar(loader, progress, desc="predict", unit="batch"):
             if batch is None:
                 continue
             logits = model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu()

@@ -12,11 +12,23 @@ Normalisation and colour are decided here and only here:
 
 Figures are meant to be readable in a PDF printout: every panel has a title, every heatmap a colour
 bar or a shared one, every sample its true class and the model's prediction with its confidence.
+Lines and markers of the methods come from :func:`method_styles` (one colour, marker and line
+style per method, the same in every figure); curves that coincide are drawn so that neither hides
+the other (:func:`plot_curves`).
+
+Figures are written as compact, reproducible PNGs (:func:`png_bytes`): ``DPI`` dots per inch, a
+palette of at most 256 colours without dithering, no metadata. The same figure gives the same
+bytes, so re-running a notebook that computes the same numbers changes no file; in Jupyter the
+inline figures are the same kind of PNG (``INLINE_DPI``). Batch runs (``COURSE_BATCH=1``: ``make
+run``, ``make test``) show no progress bars and no live widgets (:func:`batch_run`).
 """
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
+import sys
 from pathlib import Path
 
 import matplotlib as mpl
@@ -24,9 +36,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
+from PIL import Image
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
-DPI = 150
+DPI = 100  # saved figures: a 10-inch-wide figure is 1000 px, the width GitHub shows
+INLINE_DPI = 100  # figures shown in a notebook
+PALETTE_COLOURS = 256  # PNGs are quantised to a palette of this many colours (no dithering)
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h"]
 HEATMAP_CMAP = "inferno"
 SIGNED_CMAP = "bwr"
 CORRECT_COLOUR = "#1b7837"
@@ -157,6 +174,24 @@ def signed_map(ax, relevance, image=None, title: str | None = None, colorbar: bo
     return handle
 
 
+def signed_overlay(ax, relevance, image, title: str | None = None, colorbar: bool = True,
+                   cmap: str = SIGNED_CMAP, percentile: float = 99.0, limit: float | None = None):
+    """Signed relevance laid over a grey copy of ``image``: each pixel gets the colour of
+    :func:`signed_map` with an opacity that grows with ``|R|`` (transparent at 0, opaque from
+    ``|R| = v``), so the image shows through wherever the relevance is small. Limits ``[-v, v]``
+    as in :func:`signed_map`."""
+    image = _as_image(image)
+    rel = upsample(_numpy(relevance), image.shape[:2])
+    v = limit if limit is not None else symmetric_limit(rel, percentile)
+    ax.imshow(image.mean(axis=-1), cmap="gray", vmin=0, vmax=1, interpolation="bilinear")
+    handle = ax.imshow(rel, cmap=cmap, vmin=-v, vmax=v, alpha=np.clip(np.abs(rel) / v, 0.0, 1.0),
+                       interpolation="bilinear")
+    _clean(ax, title)
+    if colorbar:
+        colour_bar(ax, handle, "relevance (red: for, blue: against)")
+    return handle
+
+
 def sample_label(true_name: str, pred_name: str, confidence: float) -> str:
     """Two lines for a sample: ``true: <class>`` and ``pred: <class> (<confidence> %)``, with a tick
     or a cross."""
@@ -214,13 +249,57 @@ def heatmap_grid(images, maps, col_titles, row_labels=None, signed: bool = False
     return fig, axes
 
 
+def method_grid(images, maps: dict, row_labels, signed=(), per_row: int = 5, outlines=None,
+                title: str | None = None, cell: float = 1.8):
+    """Many methods on a few images, wrapped into rows of ``per_row`` panels: each image takes
+    ``ceil((1 + methods) / per_row)`` rows, the image first (``row_labels`` under it), then one panel
+    per method, titled with its name.
+
+    ``images``: ``[R, 3, H, W]``; ``maps``: method name -> ``[R, h, w]``. Methods named in
+    ``signed`` are drawn with :func:`signed_map`, each map divided by its own ``v`` (99th
+    percentile of ``|R|``), so white is zero relevance; the others with :func:`overlay`, min-max
+    per map. One colour bar for each kind. ``outlines``: ``[R, H, W]`` masks drawn as a cyan
+    contour on every map. Returns ``(fig, axes)``, axes ``[R * rows per image, per_row]``.
+    """
+    names = list(maps)
+    rows_each = -(-(len(names) + 1) // per_row)
+    fig, axes = plt.subplots(rows_each * len(images), per_row, squeeze=False, layout="constrained",
+                             figsize=(cell * per_row + 1.4, cell * rows_each * len(images) + 0.6))
+    handles = {}
+    for r, image in enumerate(images):
+        block = axes[r * rows_each:(r + 1) * rows_each].ravel()
+        show_image(block[0], image, title="image")
+        block[0].set_xlabel(row_labels[r], fontsize=8)
+        for ax, name in zip(block[1:], names):
+            m = _numpy(maps[name][r])
+            if name in signed:
+                handles["signed"] = signed_map(ax, m / symmetric_limit(m), image=image, title=name,
+                                               colorbar=False, limit=1.0)
+            else:
+                handles["unsigned"] = overlay(ax, image, m, title=name)
+            if outlines is not None:
+                ax.contour(_numpy(outlines[r]), levels=[0.5], colors="cyan", linewidths=0.8)
+        for ax in block[1 + len(names):]:
+            ax.axis("off")
+    if "unsigned" in handles:
+        fig.colorbar(handles["unsigned"], ax=axes, fraction=0.02, pad=0.01,
+                     label="relative score per map (min-max)")
+    if "signed" in handles:
+        fig.colorbar(handles["signed"], ax=axes, fraction=0.02, pad=0.01,
+                     label="signed relevance / its 99th percentile of |R| (white = 0)")
+    if title:
+        fig.suptitle(title)
+    return fig, axes
+
+
 def topk_bars(ax, probs, class_names, k: int = 5, true_label: int | None = None,
               title: str | None = None):
-    """Horizontal bars of the ``k`` most probable classes (``probs`` over ``class_names``, one
-    vector). The true class is green, a wrong top-1 red, the rest grey; if the true class is not in
-    the top ``k`` its probability and rank are written under the axis."""
+    """Horizontal bars of the ``min(k, classes)`` most probable classes (``probs`` over
+    ``class_names``, one vector), each labelled with its probability: inside a long bar (white),
+    right of a short one. The true class is green, a wrong top-1 red, the rest grey; if the true
+    class is not among the bars its probability and rank are written under the axis."""
     p = _numpy(probs).ravel()
-    order = np.argsort(-p)[:k]
+    order = np.argsort(-p, kind="stable")[:min(k, len(p))]
     colours = [CORRECT_COLOUR if i == true_label else NEUTRAL_COLOUR for i in order]
     if order[0] != true_label:
         colours[0] = WRONG_COLOUR
@@ -230,7 +309,9 @@ def topk_bars(ax, probs, class_names, k: int = 5, true_label: int | None = None,
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
     for yi, pi in zip(y, p[order]):
-        ax.text(min(pi + 0.02, 0.80), yi, f"{100 * pi:.0f} %", va="center", fontsize=8)
+        inside = pi >= 0.5
+        ax.text(pi - 0.02 if inside else pi + 0.02, yi, f"{100 * pi:.0f} %", va="center",
+                ha="right" if inside else "left", fontsize=8, color="white" if inside else "black")
     if true_label is not None and true_label not in order:
         rank = int((p > p[true_label]).sum()) + 1
         ax.set_xlabel(f"probability\ntrue: {_short(class_names[true_label], 18)} "
@@ -240,16 +321,20 @@ def topk_bars(ax, probs, class_names, k: int = 5, true_label: int | None = None,
 
 
 def confidence_histogram(ax, confidence, correct, bins: int = 20, title: str | None = None):
-    """Histograms of the top-1 confidence, correct predictions (green) against incorrect (red),
-    each normalised to a density so groups of different sizes compare."""
+    """How many predictions fall in each bin of top-1 confidence, stacked: correct ones (green)
+    below, incorrect ones (red) on top. Counts, not densities: two mistakes stay two predictions
+    high, however many correct answers there are. The legend gives each group's size and median."""
     confidence, correct = _numpy(confidence), np.asarray(correct, dtype=bool)
-    edges = np.linspace(0, 1, bins + 1)
-    for mask, colour, name in ((correct, CORRECT_COLOUR, "correct"), (~correct, WRONG_COLOUR, "incorrect")):
-        if mask.any():
-            ax.hist(confidence[mask], bins=edges, density=True, alpha=0.55, color=colour,
-                    label=f"{name} (n={int(mask.sum())}, median {np.median(confidence[mask]):.2f})")
+    groups = [(correct, CORRECT_COLOUR, "correct"), (~correct, WRONG_COLOUR, "incorrect")]
+    labels = [f"{name} (n={int(mask.sum())}"
+              + (f", median {np.median(confidence[mask]):.2f})" if mask.any() else ")")
+              for mask, _, name in groups]
+    ax.hist([confidence[mask] for mask, _, _ in groups], bins=np.linspace(0, 1, bins + 1),
+            stacked=True, color=[colour for _, colour, _ in groups], label=labels,
+            edgecolor="white", linewidth=0.5)
+    ax.set_xlim(0, 1)
     ax.set_xlabel("confidence of the top-1 class (softmax)")
-    ax.set_ylabel("density")
+    ax.set_ylabel("number of predictions")
     ax.legend(loc="upper left")
     if title:
         ax.set_title(title)
@@ -257,7 +342,8 @@ def confidence_histogram(ax, confidence, correct, bins: int = 20, title: str | N
 
 def reliability_diagram(ax, bins, ece: float, title: str | None = None):
     """Accuracy against mean confidence per confidence bin (a :func:`helpers.predict.calibration_bins`
-    table), bar width = bin, the diagonal = perfect calibration, bins annotated with their counts."""
+    table), bar width = bin, the diagonal = perfect calibration; each bin's number of predictions
+    is written at the foot of its bar (horizontal, on a white box)."""
     filled = bins[bins["count"] > 0]
     width = float(bins["upper"].iloc[0] - bins["lower"].iloc[0])
     ax.bar(filled["lower"], filled["accuracy"], width=width, align="edge", color="#4393c3",
@@ -267,16 +353,55 @@ def reliability_diagram(ax, bins, ece: float, title: str | None = None):
            width=width, align="edge", fill=False, hatch="///", edgecolor=WRONG_COLOUR, lw=0.8,
            label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], "--", color="black", lw=1, label="perfect calibration")
-    for _, row in filled.iterrows():
-        on_bar = row["accuracy"] > 0.12  # white on the blue bar, black where the bar is too short
-        ax.text(row["lower"] + width / 2, 0.01, str(int(row["count"])), ha="center", va="bottom",
-                fontsize=6, rotation=90, color="white" if on_bar else "black")
+    for lower, count in zip(filled["lower"], filled["count"]):
+        ax.text(lower + width / 2, 0.015, f"{int(count)}", ha="center", va="bottom", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+                      "alpha": 0.85})
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (bin)")
+    ax.set_xlabel("confidence (bin); at the foot of each bar: its number of predictions")
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left")
     ax.set_title(f"{title + ': ' if title else ''}ECE = {100 * ece:.1f} %")
+
+
+def method_styles(labels) -> dict:
+    """One look per method, the same in every figure: ``label -> {color, marker, linestyle}``.
+    Colours from seaborn's colour-blind palette (10), markers from :data:`MARKERS`; from the
+    eleventh label on the colours repeat with a dashed line."""
+    import seaborn as sns
+
+    colours = sns.color_palette("colorblind", 10)
+    return {label: {"color": colours[i % 10], "marker": MARKERS[i % len(MARKERS)],
+                    "linestyle": "-" if i < 10 else "--"} for i, label in enumerate(labels)}
+
+
+def duplicates(series: dict, atol: float = 5e-3) -> dict:
+    """``label -> earlier label`` for every series (array of numbers) equal, within ``atol``, to
+    one listed before it: the series a plot would draw on top of each other."""
+    seen, same = {}, {}
+    for label, values in series.items():
+        values = np.asarray(_numpy(values), dtype=float)
+        same.update({label: other for other, earlier in seen.items()
+                     if label not in same and earlier.shape == values.shape
+                     and np.allclose(earlier, values, atol=atol, rtol=0, equal_nan=True)})
+        seen[label] = values
+    return same
+
+
+def plot_curves(ax, x, curves: dict, styles: dict, legend_labels: bool = True, **overrides):
+    """One line per ``label -> y values`` in ``curves``, styled by ``styles`` (see
+    :func:`method_styles`; ``overrides`` apply to every line, e.g. ``linestyle="--"``). A curve equal
+    to an earlier one (:func:`duplicates`) gets larger hollow markers and the legend label
+    ``"<label> (= <earlier>)"``, so that both stay visible."""
+    same = duplicates(curves)
+    for label, y in curves.items():
+        style = {"markersize": 4, "lw": 1.4, **styles[label], **overrides}
+        name = label
+        if label in same:
+            style.update(markersize=9, markerfacecolor="none", markeredgewidth=1.2)
+            name = f"{label} (= {same[label]})"
+        ax.plot(x, _numpy(y), label=name if legend_labels else None, **style)
 
 
 _NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
@@ -296,27 +421,92 @@ def figure_dir() -> Path:
     return FIGURES
 
 
+def png_bytes(fig, dpi: float = DPI) -> bytes:
+    """``fig`` as a compact, reproducible PNG: rendered at ``dpi`` on white with a tight bounding
+    box, quantised to a palette of :data:`PALETTE_COLOURS` colours (median cut, no dithering: about
+    a third of the size, exact for figures with fewer colours), no metadata (no version, no date).
+    The same figure always gives the same bytes."""
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", dpi=dpi, bbox_inches="tight", facecolor="white",
+                metadata={"Software": None})
+    image = Image.open(rendered).convert("RGB")
+    palette = image.quantize(PALETTE_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
+def write_png(fig, path) -> Path:
+    """Write ``fig`` to ``path`` as :func:`png_bytes` (``DPI``), creating its folder; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(fig))
+    return path
+
+
 def save(fig, name: str) -> Path:
-    """Write ``fig`` to ``figures/<name>.png`` (``DPI`` dpi, tight bounding box) and return the path.
+    """Write ``fig`` to ``figures/<name>.png`` (:func:`write_png`) and return the path.
 
     ``name`` is ``NN_what_it_shows``: the notebook's number first, lower case, no extension.
     """
     if not _NAME.match(name):
         raise ValueError(f"figure name {name!r} must look like '01_what_it_shows' (the notebook's "
                          "two-digit number, then lower-case words joined by '_', no extension)")
-    path = figure_dir() / f"{name}.png"
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    return path
+    return write_png(fig, figure_dir() / f"{name}.png")
+
+
+def _inline_png(fig) -> str | None:
+    """IPython's ``image/png`` formatter for figures: :func:`png_bytes` at ``INLINE_DPI``, base64."""
+    if not fig.axes:
+        return None
+    return base64.b64encode(png_bytes(fig, INLINE_DPI)).decode("ascii")
+
+
+def _show_compact_figures() -> None:
+    """In a Jupyter kernel, make inline figures the same compact PNGs as the saved ones.
+
+    The inline backend registers its own formatter when pyplot first loads it, so load it now (the
+    backend already chosen: nothing else changes), then replace the formatter for ``Figure``.
+    Does nothing outside IPython.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    plt.switch_backend(mpl.get_backend())
+    shell.display_formatter.formatters["image/png"].for_type(Figure, _inline_png)
+
+
+_show_compact_figures()
+
+
+def batch_run() -> bool:
+    """True when no person is at the keyboard: ``make run`` and ``make test`` set ``COURSE_BATCH=1``."""
+    return os.environ.get("COURSE_BATCH") == "1"
+
+
+def progress_enabled() -> bool:
+    """Whether to show progress bars: not in batch runs, where a bar would be saved in the
+    notebook's outputs, frozen at 0 %, as a widget."""
+    return not batch_run()
+
+
+def progress_bar(iterable=None, show: bool | None = None, **options):
+    """``tqdm.auto``'s progress bar over ``iterable`` (``options``: desc, total, unit ...), hidden
+    when ``show`` is False, or when ``show`` is None and this is a batch run (:func:`progress_enabled`)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not (progress_enabled() if show is None else show), **options)
 
 
 def live_widgets():
     """The ``ipywidgets`` module when a person can use the controls, else None (and says why).
 
-    Batch runs (``make run`` and ``make test`` set ``COURSE_BATCH=1``) get None: nbconvert can
-    deadlock on ``ipywidgets.interact`` (jupyter/nbconvert#1921, #2029), and every explorer draws
-    its default view statically first, so nothing is lost.
+    Batch runs (:func:`batch_run`) get None: nbconvert can deadlock on ``ipywidgets.interact``
+    (jupyter/nbconvert#1921, #2029), and every explorer draws its default view statically first,
+    so nothing is lost.
     """
-    if os.environ.get("COURSE_BATCH") == "1":
+    if batch_run():
         print("Batch run: the live controls are skipped; the static view above is their default.")
         return None
     try:

@@ -1,4 +1,6 @@
 """helpers.viz: de-normalisation, overlay and signed-map scaling, grids, bars, and where figures go."""
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -66,6 +68,48 @@ def test_heatmap_grid_shape_titles_and_labels():
         viz.heatmap_grid(torch.zeros(2, 3, 8, 8), maps, ["a"])
 
 
+def test_signed_overlay_lets_the_image_show_where_relevance_is_small():
+    fig, (a, b) = plt.subplots(1, 2)
+    rel = np.zeros((14, 14))
+    rel[3, 3], rel[7, 7] = 4.0, -4.0
+    image = torch.rand(3, 28, 28)
+    alone = viz.signed_map(a, rel, colorbar=False, limit=2.0)
+    laid = viz.signed_overlay(b, rel, image, colorbar=False, limit=2.0)
+    assert laid.get_clim() == alone.get_clim() == (-2.0, 2.0)
+    assert alone.get_alpha() == 1.0  # the map alone is opaque
+    alpha = laid.get_alpha()
+    assert alpha.shape == (28, 28) and alpha.min() == 0 and alpha.max() == 1
+    assert len(b.get_images()) == 2  # the grey image under the map
+
+
+def test_method_grid_wraps_methods_and_mixes_signed_and_unsigned():
+    rng = np.random.default_rng(0)
+    maps = {name: torch.tensor(rng.standard_normal((2, 14, 14))) for name in "abcdefg"}
+    fig, axes = viz.method_grid(torch.zeros(2, 3, 28, 28), maps, ["one", "two"], signed={"g"}, per_row=4,
+                                outlines=torch.ones(2, 28, 28))
+    assert axes.shape == (4, 4)  # 2 images x 2 rows of 4 panels (image + 7 methods)
+    assert [ax.get_title() for ax in axes[:2].ravel()] == ["image", *"abcdefg"]
+    assert axes[2, 0].get_xlabel() == "two"
+    signed = axes[1, 3].get_images()[-1]
+    assert signed.get_clim() == (-1.0, 1.0)  # each signed map divided by its own limit
+    assert signed.get_cmap().name == viz.SIGNED_CMAP
+    assert len(fig.axes) == 16 + 2  # a colour bar for each kind
+
+
+def test_method_styles_differ_and_coinciding_curves_stay_visible():
+    styles = viz.method_styles([f"m{i}" for i in range(12)])
+    looks = {(tuple(s["color"]), s["marker"], s["linestyle"]) for s in styles.values()}
+    assert len(looks) == 12 and len({s["marker"] for s in styles.values()}) == 12
+    curves = {"m0": [1.0, 0.5, 0.1], "m1": [1.0, 0.5, 0.1001], "m2": [0.9, 0.2, 0.0]}
+    assert viz.duplicates(curves) == {"m1": "m0"}
+    fig, ax = plt.subplots()
+    viz.plot_curves(ax, [0, 1, 2], curves, styles)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"m0", "m1 (= m0)", "m2"}
+    assert lines["m1 (= m0)"].get_markerfacecolor() == "none"
+    assert lines["m1 (= m0)"].get_markersize() > lines["m0"].get_markersize()
+
+
 def test_topk_bars_marks_the_true_class():
     fig, ax = plt.subplots()
     probs = np.array([0.1, 0.6, 0.05, 0.2, 0.05])
@@ -80,6 +124,12 @@ def test_topk_bars_marks_the_true_class():
     fig, ax = plt.subplots()
     viz.topk_bars(ax, probs, list("abcde"), k=2, true_label=2)
     assert "rank 4" in ax.get_xlabel()
+    fig, ax = plt.subplots()
+    viz.topk_bars(ax, probs, list("abcde"), k=9, true_label=1)
+    assert len(ax.patches) == 5  # k is limited to the number of classes
+    labels = {t.get_text(): t for t in ax.texts}
+    assert labels["60 %"].get_ha() == "right" and labels["60 %"].get_position()[0] < 0.6  # inside
+    assert labels["10 %"].get_ha() == "left" and labels["10 %"].get_position()[0] > 0.1  # beside
 
 
 def test_reliability_and_confidence_plots_draw():
@@ -92,6 +142,20 @@ def test_reliability_and_confidence_plots_draw():
     viz.reliability_diagram(a, bins, ece, title="x")
     viz.confidence_histogram(b, conf, correct)
     assert "ECE" in a.get_title() and b.get_legend() is not None
+    counts = [t for t in a.texts]
+    assert sorted(int(t.get_text()) for t in counts) == sorted(bins.loc[bins["count"] > 0, "count"])
+    assert all(t.get_rotation() == 0 and t.get_fontsize() >= 8 for t in counts)
+
+
+def test_confidence_histogram_counts_predictions():
+    conf = np.array([0.95] * 298 + [0.93, 0.15])
+    correct = np.array([True] * 298 + [False, False])
+    fig, ax = plt.subplots()
+    viz.confidence_histogram(ax, conf, correct, bins=10)
+    tops = [patch.get_y() + patch.get_height() for patch in ax.patches]
+    assert max(tops) == 299  # 298 correct + 1 mistake stacked in the top bin, not two densities
+    assert ax.get_ylabel() == "number of predictions"
+    assert "incorrect (n=2" in ax.get_legend().get_texts()[1].get_text()
 
 
 def test_save_writes_png_to_ci_folder_only_at_ci_scale(tmp_path, monkeypatch):
@@ -107,6 +171,39 @@ def test_save_writes_png_to_ci_folder_only_at_ci_scale(tmp_path, monkeypatch):
     for bad in ("line", "01_line.png", "1_line", "01 Line"):
         with pytest.raises(ValueError, match="01_what_it_shows"):
             viz.save(fig, bad)
+
+
+def test_pngs_are_compact_and_reproducible(tmp_path):
+    from PIL import Image
+
+    def draw():
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.imshow(np.random.default_rng(0).random((64, 64)), cmap="inferno")
+        ax.set_title("noise")
+        return fig
+
+    first, second = viz.png_bytes(draw()), viz.png_bytes(draw())
+    assert first == second  # same figure, same bytes: a re-run changes no file
+    image = Image.open(io.BytesIO(first))
+    assert image.mode == "P" and len(image.getcolors()) <= viz.PALETTE_COLOURS
+    assert image.width <= 4 * viz.DPI and image.height <= 3 * viz.DPI  # DPI dots per inch, cropped
+    assert b"tEXt" not in first and b"iTXt" not in first and b"tIME" not in first  # no metadata
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], color="red")
+    flat = Image.open(viz.write_png(fig, tmp_path / "sub" / "line.png")).convert("RGB")
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", dpi=viz.DPI, bbox_inches="tight", facecolor="white")
+    exact = np.asarray(Image.open(rendered).convert("RGB"), dtype=float)
+    assert np.abs(np.asarray(flat) - exact).mean() < 0.5  # a plot loses next to nothing to the palette
+
+
+def test_progress_bars_only_with_a_person(monkeypatch):
+    monkeypatch.setenv("COURSE_BATCH", "1")
+    assert viz.progress_bar(range(3)).disable and not viz.progress_enabled()
+    assert not viz.progress_bar(range(3), show=True).disable
+    monkeypatch.delenv("COURSE_BATCH")
+    assert not viz.progress_bar(range(3)).disable
+    assert viz.progress_bar(range(3), show=False).disable
 
 
 def test_sample_label_marks_right_and_wrong():
