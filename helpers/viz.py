@@ -359,7 +359,7 @@ def reliability_diagram(ax, bins, ece: float, title: str | None = None):
                       "alpha": 0.85})
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (bin); at the foot of each bar: its number of predictions")
+    ax.set_xlabel("confidence (bin; numbers: predictions per bin)")
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left")
     ax.set_title(f"{title + ': ' if title else ''}ECE = {100 * ece:.1f} %")

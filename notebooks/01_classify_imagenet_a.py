@@ -120,7 +120,7 @@ df.head()
 
 # %%
 examples = df.groupby("class_idx").head(1).head(6)
-fig, axes = plt.subplots(1, len(examples), figsize=(2.2 * len(examples), 2.9), layout="constrained")
+fig, axes = plt.subplots(1, len(examples), figsize=(1.7 * len(examples), 2.5), layout="constrained")
 for ax, image, row in zip(axes, P.pixel_values_of(dataset, examples["id"]), examples.itertuples()):
     viz.show_image(ax, image)
     ax.set_xlabel(viz.sample_label(row.class_name, row.pred_name, row.confidence), fontsize=8)
@@ -276,12 +276,18 @@ if world == "offline":  # measured: 25-31 points over-confident on the hard spli
 mistakes = df[~df["correct"]].nlargest(N_GALLERY, "confidence")
 pixels = P.pixel_values_of(dataset, mistakes["id"])
 probs = P.check_cached(model, pixels, mistakes, dataset.head_indices)  # recomputed in the cache's precision
-fig, axes = plt.subplots(2, len(mistakes), figsize=(2.6 * len(mistakes), 5.2), squeeze=False,
-                         layout="constrained")
+top_k, n_classes = min(5, len(dataset.class_names)), len(dataset.class_names)
+n_rows = -(-len(mistakes) // 2)  # two mistakes a row, each: the image, then its bars
+fig, axes = plt.subplots(n_rows, 4, figsize=(9.6, 2.4 * n_rows), squeeze=False, layout="constrained",
+                         width_ratios=[1, 1.3, 1, 1.3])
 for k, row in enumerate(mistakes.itertuples()):
-    viz.show_image(axes[0, k], pixels[k], title=f"true: {row.class_name.split(',')[0]}")
-    viz.topk_bars(axes[1, k], probs[k], dataset.class_names, k=5, true_label=row.class_idx)
-fig.suptitle("the most confident mistakes (top-5 over the dataset's classes)")
+    image_ax, bars_ax = axes.ravel()[2 * k], axes.ravel()[2 * k + 1]
+    viz.show_image(image_ax, pixels[k], title=f"true: {row.class_name.split(',')[0]}")
+    viz.topk_bars(bars_ax, probs[k], dataset.class_names, k=top_k, true_label=row.class_idx)
+for ax in axes.ravel()[2 * len(mistakes):]:
+    ax.axis("off")
+fig.suptitle(f"the most confident mistakes: top-{top_k} of the {n_classes} classes "
+             "(green: the true class, red: the wrong answer)")
 viz.save(fig, "01_confident_mistakes")
 plt.show()
 assert probs.shape == (len(mistakes), len(dataset.class_names))
@@ -305,8 +311,11 @@ selection[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 
 # %%
 pixels = P.pixel_values_of(dataset, selection["id"])
-fig, axes = plt.subplots(1, len(selection), figsize=(2.1 * len(selection), 2.9), layout="constrained")
-for ax, image, row in zip(axes, pixels, selection.itertuples()):
+n_columns = -(-len(selection) // 2)  # two rows
+fig, axes = plt.subplots(2, n_columns, figsize=(1.9 * n_columns, 5.2), squeeze=False, layout="constrained")
+for ax in axes.ravel()[len(selection):]:
+    ax.axis("off")
+for ax, image, row in zip(axes.ravel(), pixels, selection.itertuples()):
     viz.show_image(ax, image, title=row.group)
     ax.set_xlabel(viz.sample_label(row.class_name, row.pred_name, row.confidence), fontsize=8)
 fig.suptitle("the selected samples, reused by notebooks 02-05")
