@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -323,6 +324,34 @@ def load_selection(world: str | None = None, model=None, processor=None, n_corre
     except KeyError as missing:
         raise KeyError(f"{missing.args[0]} Delete {path} to select again.") from None
     return rows, pixel_values, dataset
+
+
+class Samples(NamedTuple):
+    """The samples notebooks 02-05 explain (:func:`selected_samples`)."""
+
+    rows: pd.DataFrame  # the prediction rows, correct ones first (column ``group``)
+    pixels: torch.Tensor  # [N, 3, H, W] on the model's device
+    dataset: object  # the dataset they come from (``head_indices``, ``class_names``)
+    predicted: torch.Tensor  # [N] head indices of the predicted classes: what is explained
+    true_label: torch.Tensor  # [N] head indices of the true classes
+    is_correct: np.ndarray  # [N] bool
+    labels: list  # "true: … / pred: … (confidence)" for figures
+
+
+def selected_samples(model, processor, world: str | None = None, n_correct: int = 4,
+                     n_incorrect: int = 4, seed: int = 0, n_per_class: int | None = None) -> Samples:
+    """Notebook 01's selection (:func:`load_selection`), on the model's device, checked to be this
+    model's predictions (:func:`check_cached`), with what every later notebook needs."""
+    from .viz import sample_label
+
+    rows, pixel_values, dataset = load_selection(world, model=model, processor=processor,
+                                                 n_correct=n_correct, n_incorrect=n_incorrect,
+                                                 seed=seed, n_per_class=n_per_class)
+    pixels = pixel_values.to(model.device)
+    check_cached(model, pixels, rows, dataset.head_indices)
+    return Samples(rows, pixels, dataset, torch.tensor(rows["pred"].tolist()),
+                   torch.tensor(rows["label"].tolist()), rows["correct"].to_numpy(dtype=bool),
+                   [sample_label(r.class_name, r.pred_name, r.confidence) for r in rows.itertuples()])
 
 
 def pixel_values_of(dataset, ids) -> torch.Tensor:

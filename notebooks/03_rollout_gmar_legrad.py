@@ -91,20 +91,13 @@ helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
 torch.manual_seed(SEED)
 model, processor = helpers.load_model(world=world, device=DEVICE)
-rows, pixel_values, dataset = P.load_selection(world, model=model, processor=processor,
-                                               n_correct=N_CORRECT, n_incorrect=N_INCORRECT,
-                                               seed=SEED, n_per_class=N_PER_CLASS)
-pixels = pixel_values.to(DEVICE)
-predicted = torch.tensor(rows["pred"].tolist())  # head indices: the classes we explain
-true_label = torch.tensor(rows["label"].tolist())
-is_correct = rows["correct"].to_numpy(dtype=bool)
-labels = [viz.sample_label(r.class_name, r.pred_name, r.confidence) for r in rows.itertuples()]
+rows, pixels, dataset, predicted, true_label, is_correct, labels = P.selected_samples(
+    model, processor, world, N_CORRECT, N_INCORRECT, SEED, N_PER_CLASS)  # checked: this model's
 rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 
 # %%
 grid = model.config.image_size // model.config.patch_size
 assert pixels.shape == (len(rows), 3, model.config.image_size, model.config.image_size)
-P.check_cached(model, pixels, rows, dataset.head_indices)  # the cached predictions are this model's
 
 # %% [markdown]
 # ## Four ways to combine the layers

@@ -93,18 +93,12 @@ helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
 torch.manual_seed(SEED)
 model, processor = helpers.load_model(world=world, device=DEVICE)
-rows, pixel_values, dataset = P.load_selection(world, model=model, processor=processor,
-                                               n_correct=N_CORRECT, n_incorrect=N_INCORRECT,
-                                               seed=SEED, n_per_class=N_PER_CLASS)
-pixels = pixel_values.to(DEVICE)
-predicted = torch.tensor(rows["pred"].tolist())  # head indices: the classes we explain
-is_correct = rows["correct"].to_numpy(dtype=bool)
-labels = [viz.sample_label(r.class_name, r.pred_name, r.confidence) for r in rows.itertuples()]
+rows, pixels, dataset, predicted, true_label, is_correct, labels = P.selected_samples(
+    model, processor, world, N_CORRECT, N_INCORRECT, SEED, N_PER_CLASS)  # checked: this model's
 with torch.no_grad():
     logits = model(pixel_values=pixels).logits.cpu()
 size = model.config.image_size
 assert pixels.shape == (len(rows), 3, size, size)
-P.check_cached(model, pixels, rows, dataset.head_indices)  # the cached predictions are this model's
 LRP_NAMES = {"cp": "CP-LRP", "attnlrp": "full AttnLRP"}
 LRP_NAME = LRP_NAMES[VARIANT]  # the name every figure carries
 rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
@@ -292,7 +286,7 @@ else:
 # %%
 masked = P.masked_logits(logits, dataset.head_indices)
 runner_up = torch.as_tensor(dataset.head_indices)[masked.topk(2, dim=1).indices[:, 1]]
-other = torch.where(torch.tensor(is_correct.tolist()), runner_up, torch.tensor(rows["label"].tolist()))
+other = torch.where(torch.from_numpy(is_correct), runner_up, true_label)
 names = {head: name for head, name in zip(dataset.head_indices, dataset.class_names)}
 for_predicted = relevance[:, PRESETS.index(DEFAULT_PRESET)]
 for_other = helpers.explain(model, pixels, "attnlrp", target=other, preset=DEFAULT_PRESET, variant=VARIANT,

@@ -226,3 +226,18 @@ def test_check_cached_accepts_this_models_predictions_and_refuses_another_models
         model.classifier.weight[HEAD_INDICES] *= -1  # another model: arg-maxes move
     with pytest.raises(AssertionError, match="not this model's"):
         P.check_cached(model, ds.images, df, HEAD_INDICES, precision=precision)
+
+
+def test_selected_samples_bundle_what_the_notebooks_explain(model, monkeypatch):
+    import helpers.world
+
+    monkeypatch.setattr(helpers.world, "load_dataset", lambda world=None, processor=None, **kw: FakeDataset())
+    df = P.load_or_predict(model, FakeDataset(), world="offline", progress=False)
+    chosen = P.select_samples(df.assign(correct=[True, False] * 4 + [True]), 1, 1, seed=0)
+    P.save_selection(chosen, "offline", {"split": "adversarial"}, model=model)
+    samples = P.selected_samples(model, None, "offline", 1, 1)
+    assert samples.rows["id"].tolist() == chosen["id"].tolist()
+    assert samples.predicted.tolist() == chosen["pred"].tolist()
+    assert samples.true_label.tolist() == chosen["label"].tolist()
+    assert samples.is_correct.tolist() == [True, False]
+    assert samples.pixels.shape == (2, 3, 32, 32) and len(samples.labels) == 2
