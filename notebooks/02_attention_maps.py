@@ -61,6 +61,7 @@ HEAD_FUSION = "mean"  # how heads are combined in the per-layer figures: mean | 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 import helpers
 from helpers import metrics
@@ -184,17 +185,19 @@ uniform_distance = float(mean_attention_distance([torch.ones(1, 1, n_tokens, n_t
                                                  model.config.patch_size))  # every patch read evenly
 
 # %%
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4), layout="constrained")
 layer_axis = np.arange(1, n_layers + 1)
-per_head = distance.mean(0)  # [layers, heads], averaged over the selected images
-for h in range(n_heads):
-    left.scatter(layer_axis, per_head[:, h], s=14, alpha=0.8, label=f"head {h + 1}" if n_heads <= 6 else None)
+per_head = pd.DataFrame([(layer, f"head {h + 1}", float(d)) for layer, heads in zip(layer_axis, distance.mean(0))
+                         for h, d in enumerate(heads)], columns=["layer", "head", "distance"])  # image mean
+sns.stripplot(per_head, x="layer", y="distance", hue="head", dodge=True, jitter=False, native_scale=True,
+              palette="colorblind" if n_heads <= 10 else "husl", size=5, linewidth=0.5, edgecolor="white",
+              legend=n_heads <= 8, ax=left)
 left.axhline(uniform_distance, color="black", ls="--", lw=1, label="uniform attention")
 left.set_xlabel("layer")
 left.set_ylabel("mean attention distance (pixels)")
 left.set_ylim(0, 224 * 0.55)
-left.set_title("attention distance per head (one dot per head)")
-left.legend(ncol=2, loc="lower right")
+left.set_title(f"attention distance per head (side by side: head 1 to {n_heads})")
+left.legend(ncol=2 if n_heads <= 8 else 1, loc="lower right")  # heads named when at most 8
 for group, colour in (("correct", viz.CORRECT_COLOUR), ("incorrect", viz.WRONG_COLOUR)):
     chosen = torch.tensor((rows["group"] == group).tolist())
     curve = entropy[chosen].mean(2)  # [images of the group, layers], heads averaged
@@ -231,23 +234,6 @@ pd.DataFrame({"mean distance (px)": distance.mean((0, 2)).double().numpy(),
 # predictions (left) and the incorrect ones (right). Compare where the last layer reads when the
 # model is wrong: on the object, on a distractor, or everywhere?
 
-# %%
-groups = [np.flatnonzero(rows["group"] == g) for g in ("correct", "incorrect")]
-order = np.concatenate(groups)
-fig, axes = plt.subplots(3, len(order), figsize=(1.9 * len(order) + 0.8, 6.6), squeeze=False,
-                         layout="constrained")
-for col, s in enumerate(order):
-    viz.show_image(axes[0, col], pixel_values[s], title=rows["group"][s])
-    axes[0, col].set_xlabel(labels[s], fontsize=7)
-    for row, layer in ((1, 0), (2, n_layers - 1)):
-        handle = viz.overlay(axes[row, col], pixel_values[s], fused[s, layer])
-    axes[1, 0].set_ylabel("layer 1")
-    axes[2, 0].set_ylabel(f"layer {n_layers}")
-fig.colorbar(handle, ax=axes[1:, :], fraction=0.02, pad=0.01, label="relative attention (min-max)")
-fig.suptitle(f"first vs last layer, heads fused by {HEAD_FUSION}: correct (left) and incorrect (right)")
-viz.save(fig, "02_early_vs_last_layer")
-plt.show()
-
 # %% [markdown]
 # ## Explore
 #
@@ -272,8 +258,7 @@ def show_attention(sample: int = 0, layer: int = n_layers - 1, head="mean"):
     return fig
 
 
-fig = show_attention()
-viz.save(fig, "02_explorer_default_view")
+show_attention()  # a panel of the per-layer figure above, so it is not saved again
 plt.show()
 
 # %%

@@ -184,6 +184,11 @@ def test_pngs_are_compact_and_reproducible(tmp_path):
 
     first, second = viz.png_bytes(draw()), viz.png_bytes(draw())
     assert first == second  # same figure, same bytes: a re-run changes no file
+    fig = draw()
+    kept = viz.png_bytes(fig)
+    assert viz.png_bytes(fig) is kept  # shown right after saving: not rendered again
+    fig.axes[0].set_title("changed")
+    assert viz.png_bytes(fig) != kept
     image = Image.open(io.BytesIO(first))
     assert image.mode == "P" and len(image.getcolors()) <= viz.PALETTE_COLOURS
     assert image.width <= 4 * viz.DPI and image.height <= 3 * viz.DPI  # DPI dots per inch, cropped
