@@ -133,9 +133,13 @@ rollout_settings = [(fusion, ratio) for fusion in HEAD_FUSIONS for ratio in DISC
 rollout_maps = torch.stack([
     helpers.explain(model, pixels, "rollout", head_fusion=fusion, discard_ratio=ratio)
     for fusion, ratio in rollout_settings], dim=1).cpu()  # [samples, settings, 14, 14]
-fig, _ = viz.heatmap_grid(pixels.cpu(), rollout_maps,
-                          [f"{fusion}, discard {ratio:g}" for fusion, ratio in rollout_settings],
-                          row_labels=labels, title="attention rollout: head fusion × discard ratio")
+shown = [int(np.flatnonzero(group)[0]) for group in (is_correct, ~is_correct) if group.any()]
+by_fusion = rollout_maps.unflatten(1, (len(HEAD_FUSIONS), len(DISCARD_RATIOS)))[shown].flatten(0, 1)
+fig, _ = viz.heatmap_grid(pixels[shown].cpu().repeat_interleave(len(HEAD_FUSIONS), 0), by_fusion,
+                          [f"discard {ratio:g}" for ratio in DISCARD_RATIOS], image_column=False, cell=1.7,
+                          row_labels=[f"{fusion} fusion\n{labels[i]}" for i in shown for fusion in HEAD_FUSIONS],
+                          title="attention rollout: head fusion (rows) × discard ratio,\n"
+                                "one correct and one incorrect sample")
 viz.save(fig, "03_rollout_fusion_discard")
 plt.show()
 
@@ -342,14 +346,17 @@ if world == "offline":
     for ax, scores, chance, label in ((axes[0], hits, chance_hits, "pointing game hit rate"),
                                       (axes[1], mass, area_share, "relevance mass on the object")):
         for offset, who, colour in ((-0.2, "trained", "#4393c3"), (0.2, "untrained", "#bababa")):
-            ax.bar(x + offset, [mean(scores[who, t]) for t in METHODS], width=0.4, color=colour,
-                   label=f"{who} model")
+            stats = np.array([metrics.bootstrap_ci(scores[who, t], seed=SEED) for t in METHODS])  # mean, lo, hi
+            errors = np.clip([stats[:, 0] - stats[:, 1], stats[:, 2] - stats[:, 0]], 0, None)
+            ax.bar(x + offset, stats[:, 0], width=0.4, color=colour, yerr=errors, capsize=3,
+                   error_kw={"lw": 1}, label=f"{who} model")
         ax.axhline(mean(chance), color="black", ls="--", lw=1, label="random map")
         ax.set_xticks(x, list(METHODS), rotation=30)
         ax.set_ylim(0, 1)
         ax.set_ylabel(label)
     axes[1].legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"localisation on {len(scenes)} standard scenes (each method explains the true class)")
+    fig.suptitle(f"localisation on {len(scenes)} standard scenes (each method explains the true class); "
+                 "error bars: 95 % intervals")
     viz.save(fig, "03_localisation")
     plt.show()
 
