@@ -229,8 +229,13 @@ conservation = pd.DataFrame([
 conservation["Σ relevance / logit"] = conservation["Σ relevance"] / conservation["target logit"]
 
 fig, ax = plt.subplots(figsize=(5.6, 4.4), layout="constrained")
-for preset, part in conservation.groupby("preset", sort=False):
-    ax.scatter(part["target logit"], part["Σ relevance"], label=preset.replace("_", " "), s=25)
+sums = {preset: part["Σ relevance"].to_numpy() for preset, part in conservation.groupby("preset", sort=False)}
+same, styles = viz.duplicates(sums), viz.method_styles(PRESETS)
+for k, (preset, part) in enumerate(conservation.groupby("preset", sort=False)):  # hollow, largest first:
+    twin = f" (= {same[preset].replace('_', ' ')})" if preset in same else ""  # coinciding points stay visible
+    ax.scatter(part["target logit"], part["Σ relevance"], s=110 - 18 * k, marker=styles[preset]["marker"],
+               facecolors="none", edgecolors=[styles[preset]["color"]], linewidths=1.3,
+               label=preset.replace("_", " ") + twin)
 span = [min(0.0, conservation[["target logit", "Σ relevance"]].min().min()),
         conservation[["target logit", "Σ relevance"]].max().max()]
 ax.plot(span, span, "--", color="black", lw=1, label="Σ R = logit (conservation)")
@@ -323,11 +328,13 @@ summary.round(3)
 # ## Files for every sample
 #
 # For each selected sample, a folder `figures/04_lrp/<sample id>/` (the id with `/` and other
-# unsafe characters replaced by `_`) receives: the signed heatmap and its overlay on the image for
-# the default preset, a comparison panel of all presets, the raw pixel relevance (`relevance.pt`:
-# the default preset's `[H, W]` map and every preset's `[h, w]` patch map) and a JSON record of what
-# was explained. CI-size runs write to `figures/_ci/` instead, like `viz.save`, so tests leave the
-# repository clean.
+# unsafe characters replaced by `_`) receives: the signed heatmap of the default preset alone
+# (`heatmap.png`) and laid over the image, transparent where the relevance is small (`overlay.png`),
+# a comparison panel of all presets and a JSON record of what was explained. CI-size runs write to
+# `figures/_ci/` instead, like `viz.save`, so tests leave the repository clean. The raw relevance
+# (the default preset's `[H, W]` pixel map and every preset's `[h, w]` patch map, 200 KB a sample)
+# is not committed: it goes to the git-ignored cache, `<data>/cache/<world>/04_lrp/<sample id>.pt`,
+# named in the record.
 
 # %%
 patch_by_preset = {preset: sum_per_patch(relevance[:, k], model.config.patch_size)
@@ -341,32 +348,41 @@ def sample_folder(sample_id):
     return folder
 
 
+def relevance_file(folder):
+    """``<data>/cache/<world>/04_lrp/<safe id>.pt``: the raw relevance, kept out of git."""
+    return P.cache_dir(world) / "04_lrp" / f"{folder.name}.pt"
+
+
 def write_sample_outputs(i):
-    """Heatmap, overlay and panel PNGs, the relevance tensors and a JSON record of sample ``i``."""
+    """Heatmap, overlay and panel PNGs and a JSON record of sample ``i``; its relevance to the cache."""
     row, folder = rows.iloc[i], sample_folder(rows["id"][i])
     default = relevance[i, PRESETS.index(DEFAULT_PRESET)]
     files = {"heatmap": "heatmap.png", "overlay": "overlay.png", "panel": "presets_panel.png",
-             "relevance": "relevance.pt", "record": "record.json"}
-    for key, image in (("heatmap", None), ("overlay", pixels[i].cpu())):
+             "record": "record.json"}
+    title = f"{LRP_NAME} ({DEFAULT_PRESET})\n{labels[i]}"
+    for key, draw in (("heatmap", lambda ax: viz.signed_map(ax, default, title=title)),
+                      ("overlay", lambda ax: viz.signed_overlay(ax, default, pixels[i].cpu(), title=title))):
         fig, ax = plt.subplots(figsize=(3.8, 3.4), layout="constrained")
-        viz.signed_map(ax, default, image=image, title=f"{LRP_NAME} ({DEFAULT_PRESET})\n{labels[i]}")
-        fig.savefig(folder / files[key], dpi=viz.DPI, facecolor="white")
+        draw(ax)
+        viz.write_png(fig, folder / files[key])
         plt.close(fig)
     fig, _ = viz.heatmap_grid(pixels[i:i + 1].cpu(), per_map_scaled(relevance[i:i + 1]),
                               [preset_title(p) for p in PRESETS], row_labels=labels[i:i + 1], signed=True,
                               title=f"{row['id']}: Gamma presets (each map / its 99th percentile of |R|)")
-    fig.savefig(folder / files["panel"], dpi=viz.DPI, facecolor="white")
+    viz.write_png(fig, folder / files["panel"])
     plt.close(fig)
     patch_maps = torch.stack([patch_by_preset[p][i] for p in PRESETS])
+    tensors = relevance_file(folder)
+    tensors.parent.mkdir(exist_ok=True)
     torch.save({"pixel": default.clone(), "pixel_preset": DEFAULT_PRESET, "patch": patch_maps,
-                "patch_presets": PRESETS}, folder / files["relevance"])
+                "patch_presets": PRESETS}, tensors)
     record = {"sample_id": row["id"], "group": row["group"], "label": int(row["label"]),
               "true_class": row["class_name"], "predicted": int(row["pred"]), "predicted_class": row["pred_name"],
               "confidence": float(row["confidence"]), "target": int(predicted[i]),
               "target_logit": float(target_logit[i]), "variant": VARIANT, "default_preset": DEFAULT_PRESET,
               "gammas": {p: {"conv": GAMMAS[p][0], "lin": GAMMAS[p][1]} for p in PRESETS},
               "relevance_sum": {p: float(relevance[i, k].sum()) for k, p in enumerate(PRESETS)},
-              "files": files}
+              "files": files, "relevance_file": f"<data>/cache/{world}/04_lrp/{tensors.name}"}
     (folder / files["record"]).write_text(json.dumps(record, indent=1))
     return folder
 
@@ -376,7 +392,7 @@ print(f"wrote {len(folders)} folders under {folders[0].parent.relative_to(viz.FI
       f"{folders[0].name}/: {sorted(p.name for p in folders[0].iterdir())}")
 
 # %%
-saved = torch.load(folders[0] / "relevance.pt")
+saved = torch.load(relevance_file(folders[0]))
 assert torch.equal(saved["pixel"], relevance[0, PRESETS.index(DEFAULT_PRESET)])
 assert torch.allclose(saved["patch"][PRESETS.index(DEFAULT_PRESET)], patch_relevance[0], rtol=1e-4, atol=1e-5)
 record = json.loads((folders[0] / "record.json").read_text())
@@ -402,8 +418,7 @@ def show_gammas(sample, conv_gamma, lin_gamma):
 
 
 explored = int(np.flatnonzero(~is_correct)[0]) if (~is_correct).any() else 0
-fig = show_gammas(explored, *GAMMAS[DEFAULT_PRESET])
-viz.save(fig, "04_gamma_explorer_default_view")
+show_gammas(explored, *GAMMAS[DEFAULT_PRESET])  # a panel of the presets grid, so it is not saved again
 plt.show()
 
 # %%
