@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # (nbconvert can deadlock on ipywidgets.interact); each explorer draws a static view instead.
 export COURSE_BATCH := 1
 
-.PHONY: setup run test test-real bench tiny-model figures sync clean lock
+.PHONY: setup run test test-real bench tiny-model figures sync clean lock assignments grade
 
 setup: $(VENV)/.installed
 
@@ -72,14 +72,27 @@ test-real: setup
 bench: setup
 	$(PY) -m helpers.bench
 
+# The teaching kit (README, "For teachers"): from each source assignments/NN_name.ipynb (paired
+# with NN_name.py), otter-grader writes assignments/dist/NN_name/student/ (hand out; also zipped),
+# autograder/ (solution notebook, tests, autograder zip) and checks that the solutions score full
+# marks. `make grade SUBMISSIONS=dir` grades every handed-in notebook of dir with `otter run`
+# (no Docker) into dir/grades.csv.
+assignments: setup
+	$(PY) -m helpers.assignments build
+
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-notebooks"; exit 2; }
+	@test -d assignments/dist || { echo "no autograders yet: run 'make assignments' first"; exit 2; }
+	$(PY) -m helpers.assignments grade "$(SUBMISSIONS)"
+
 # Retrain the tiny offline model from scratch (a few minutes on 2 CPU cores).
 tiny-model: setup
 	$(PY) -m helpers.train_tiny
 
 sync: setup
 	$(PY) -m helpers.colab
-	$(PY) -m jupytext --sync notebooks/*.ipynb
+	$(PY) -m jupytext --sync notebooks/*.ipynb assignments/[0-9][0-9]_*.ipynb
 
 clean:
-	rm -rf $(VENV) .pytest_cache data/cache figures/_tmp
+	rm -rf $(VENV) .pytest_cache data/cache figures/_tmp assignments/dist
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,7 +1,8 @@
 """Colab support kept in one place: the repository URL, the notebooks' bootstrap cell and badges.
 
 ``python -m helpers.colab`` (run by ``make sync``) rewrites the first code cell of every notebook
-and the badge lines of README.md from :data:`REPO_URL`, so a fork changes the URL here only.
+(the lecture notebooks and the assignments' sources) and the badge lines of README.md from
+:data:`REPO_URL`, so a fork changes the URL here only.
 """
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def _rewrite_readme(path: Path) -> bool:
 
 
 def main() -> None:
-    changed = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-               if _rewrite_notebook(p)]
+    notebooks = [*sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                 *sorted((ROOT / "assignments").glob("[0-9][0-9]_*.ipynb"))]
+    changed = [str(p.relative_to(ROOT)) for p in notebooks if _rewrite_notebook(p)]
     if (ROOT / "README.md").exists() and _rewrite_readme(ROOT / "README.md"):
         changed.append("README.md")
     print("bootstrap/badges updated in:", ", ".join(changed) if changed else "nothing")
