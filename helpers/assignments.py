@@ -22,6 +22,7 @@ the public and hidden tests and the rubric of the written questions. From it:
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import subprocess
@@ -222,6 +223,7 @@ def grader_for(name: str):
         if not _on_colab():
             raise ModuleNotFoundError(f"otter-grader is not installed: pip install {OTTER}")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", OTTER], check=True)
+        importlib.invalidate_caches()  # let this running kernel import what pip just installed
     import otter
 
     notebook = Path(f"{name}.ipynb")
