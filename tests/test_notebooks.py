@@ -5,10 +5,15 @@
   assigning ``WORLD`` and ``CI``;
 - a ``# NN · Title``, *What you will learn*, *Summary* and *Exercises*;
 - every ``save(fig, "...")`` names its figure after the notebook's number;
-- the saved outputs do not leak this machine's paths.
+- the saved outputs do not leak this machine's paths;
+- the saved outputs are free of run-to-run noise: no progress bars (tqdm text or widgets), no
+  widget state, no execution timestamps, no printed timings; so a re-run that computes the same
+  numbers changes no committed byte (``make run`` turns these off);
+- the committed figures and executed notebooks weigh at most 12 MB together.
 """
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -118,3 +123,73 @@ def test_outputs_do_not_leak_machine_paths(notebook):
     text = path.read_text()
     for private in {str(ROOT), sys.prefix, str(Path.home())} - {"/", ""}:
         assert private not in text, f"{path.name} outputs contain a local path; clear or rerun"
+
+
+def _text_outputs(nb):
+    """``(cell number, text)`` of every textual output: streams, plain text, HTML, markdown."""
+    for number, cell in enumerate(_code_cells(nb)):
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                yield number, output["text"]
+            for kind in ("text/plain", "text/html", "text/markdown"):
+                if kind in output.get("data", {}):
+                    yield number, output["data"][kind]
+
+
+# tqdm's bar ("  0%|          | 0/72 [00:00<?, ?it/s]"), its counter and its rates
+PROGRESS_BAR = re.compile(r"\d+%\||\|\s*\d+/\d+\s*\[|\b(?:it|s|batch|B)/(?:s|it)\b")
+# wall-clock times ("Wall time: 2.1 s", "took 12.3 ms", "CPU times") and the cost of a method in
+# forward passes, which notebook 05 measures with a clock ("1.8× a forward pass", "cost (× forward)")
+TIMING = re.compile(r"\b(?:Wall time|CPU times)\b|\b\d+(?:\.\d+)? ?(?:ms|µs|s|sec|seconds|min|minutes)\b"
+                    r"|× ?(?:a |one )?forward")
+
+
+def test_outputs_have_no_progress_bars(notebook):
+    path, nb = notebook
+    widgets = [number for number, cell in enumerate(_code_cells(nb)) for output in cell.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    assert not widgets, f"{path.name}: widget outputs (progress bars) in code cells {widgets}"
+    bars = [(number, PROGRESS_BAR.search(text).group()) for number, text in _text_outputs(nb)
+            if PROGRESS_BAR.search(text)]
+    assert not bars, f"{path.name}: progress bars in the outputs (code cell, text): {bars}"
+
+
+def test_no_widget_state_or_cell_timings(notebook):
+    path, nb = notebook
+    stored = "widgets" in nb.metadata
+    assert not stored, f"{path.name} stores widget state (metadata.widgets)"
+    timed = [number for number, cell in enumerate(nb.cells)
+             if {"execution", "ExecuteTime"} & set(cell.metadata)]
+    assert not timed, f"{path.name}: execution timestamps in the metadata of cells {timed}"
+
+
+def test_outputs_print_no_timings(notebook):
+    path, nb = notebook
+    timings = [(number, TIMING.search(text).group()) for number, text in _text_outputs(nb)
+               if TIMING.search(text)]
+    assert not timings, f"{path.name}: timings in the outputs change every run (code cell, text): {timings}"
+
+
+MAX_COMMITTED_MB = 12
+
+
+def _committed_outputs():
+    """The committed figures (``git ls-files figures``) and executed notebooks, as paths."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "figures", "notebooks"], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout.split("\0")
+        files = [ROOT / name for name in listed if name]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: what is there
+        files = [p for p in (ROOT / "figures").rglob("*") if not {"_ci", "_tmp"} & set(p.parts)]
+        files += list((ROOT / "notebooks").glob("*"))
+    return [p for p in files if p.is_file() and (p.suffix == ".ipynb" or p.relative_to(ROOT).parts[0] == "figures")]
+
+
+def test_committed_figures_and_notebooks_weigh_at_most_12_mb():
+    files = _committed_outputs()
+    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".png" for p in files)
+    total = sum(p.stat().st_size for p in files)
+    heaviest = sorted(files, key=lambda p: p.stat().st_size, reverse=True)[:5]
+    assert total <= MAX_COMMITTED_MB * 10**6, (
+        f"committed figures + executed notebooks weigh {total / 10**6:.1f} MB (at most {MAX_COMMITTED_MB} MB); "
+        f"heaviest: {[(str(p.relative_to(ROOT)), round(p.stat().st_size / 10**6, 2)) for p in heaviest]}")
