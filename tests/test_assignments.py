@@ -207,9 +207,14 @@ def test_grader_builds_the_public_tests_when_the_notebook_comes_alone(tmp_path):
     with _working_directory(tmp_path):
         grader = assignments.grader_for(name)
     tests = Path(grader._tests_dir)
-    assert tests.is_dir() and not tests.is_relative_to(tmp_path)
-    assert {p.stem for p in tests.glob("*.py")} == set(_autograded(name))
-    assert all("hidden=True" not in p.read_text() for p in tests.glob("*.py"))
+    build_folder = tests.parents[2]
+    try:
+        assert tests.is_dir() and build_folder.name.startswith("course-tests-")
+        assert {p.stem for p in tests.glob("*.py")} == set(_autograded(name))
+        assert all("hidden=True" not in p.read_text() for p in tests.glob("*.py"))
+    finally:
+        if build_folder.name.startswith("course-tests-"):
+            shutil.rmtree(build_folder)
 
 
 # ------------------------------------------------------------------------------ built kit
@@ -267,9 +272,10 @@ def _autograded(name):
             if not q.manual}
 
 
-def test_make_grade_scores_a_folder_with_otter_run(built, tmp_path):
+def test_make_grade_scores_a_folder_with_otter_run(built, tmp_path, monkeypatch):
     """`make grade` on a folder holding a solution notebook and an untouched student notebook: each
     graded by `otter run` (a kernel each, as a teacher grades), one CSV row each."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # kernels: tiny tensors, no use for a thread pool
     solution, student = "03_rollout_gmar_legrad", "01_classify_imagenet_a"
     submissions = tmp_path / "submissions"
     submissions.mkdir()
@@ -326,10 +332,12 @@ def test_a_wrong_answer_loses_that_questions_points_only(built, name, question, 
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_student_notebook_runs_fresh_and_reports_failing_checks(built, name, tmp_path):
+def test_student_notebook_runs_fresh_and_reports_failing_checks(built, name, tmp_path, monkeypatch):
     """Opened fresh in its handed-out folder: runs top to bottom offline (written-question figures
     included), every check cell shows failing public checks, nothing from the solutions shows."""
     from nbclient import NotebookClient
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: tiny tensors, no use for threads
 
     folder = tmp_path / "handout"
     shutil.copytree(built / name / "student", folder)
