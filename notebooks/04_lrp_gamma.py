@@ -330,7 +330,8 @@ summary.round(3)
 # For each selected sample, a folder `figures/04_lrp/<sample id>/` (the id with `/` and other
 # unsafe characters replaced by `_`) receives: the signed heatmap of the default preset alone
 # (`heatmap.png`) and laid over the image, transparent where the relevance is small (`overlay.png`),
-# a comparison panel of all presets and a JSON record of what was explained. CI-size runs write to
+# and a JSON record of what was explained (every preset side by side is the sample's row of the
+# presets grid above, so it is not saved again). CI-size runs write to
 # `figures/_ci/` instead, like `viz.save`, so tests leave the repository clean. The raw relevance
 # (the default preset's `[H, W]` pixel map and every preset's `[h, w]` patch map, 200 KB a sample)
 # is not committed: it goes to the git-ignored cache, `<data>/cache/<world>/04_lrp/<sample id>.pt`,
@@ -354,11 +355,10 @@ def relevance_file(folder):
 
 
 def write_sample_outputs(i):
-    """Heatmap, overlay and panel PNGs and a JSON record of sample ``i``; its relevance to the cache."""
+    """Heatmap and overlay PNGs and a JSON record of sample ``i``; its relevance to the cache."""
     row, folder = rows.iloc[i], sample_folder(rows["id"][i])
     default = relevance[i, PRESETS.index(DEFAULT_PRESET)]
-    files = {"heatmap": "heatmap.png", "overlay": "overlay.png", "panel": "presets_panel.png",
-             "record": "record.json"}
+    files = {"heatmap": "heatmap.png", "overlay": "overlay.png", "record": "record.json"}
     title = f"{LRP_NAME} ({DEFAULT_PRESET})\n{labels[i]}"
     for key, draw in (("heatmap", lambda ax: viz.signed_map(ax, default, title=title)),
                       ("overlay", lambda ax: viz.signed_overlay(ax, default, pixels[i].cpu(), title=title))):
@@ -366,11 +366,6 @@ def write_sample_outputs(i):
         draw(ax)
         viz.write_png(fig, folder / files[key])
         plt.close(fig)
-    fig, _ = viz.heatmap_grid(pixels[i:i + 1].cpu(), per_map_scaled(relevance[i:i + 1]),
-                              [preset_title(p) for p in PRESETS], row_labels=labels[i:i + 1], signed=True,
-                              title=f"{row['id']}: Gamma presets (each map / its 99th percentile of |R|)")
-    viz.write_png(fig, folder / files["panel"])
-    plt.close(fig)
     patch_maps = torch.stack([patch_by_preset[p][i] for p in PRESETS])
     tensors = relevance_file(folder)
     tensors.parent.mkdir(exist_ok=True)
