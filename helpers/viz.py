@@ -367,13 +367,13 @@ def reliability_diagram(ax, bins, ece: float, title: str | None = None):
 
 def method_styles(labels) -> dict:
     """One look per method, the same in every figure: ``label -> {color, marker, linestyle}``.
-    Colours from seaborn's colour-blind palette (10), markers from :data:`MARKERS`; from the
-    eleventh label on the colours repeat with a dashed line."""
+    Colours from seaborn's colour-blind palette, then its dark palette (20 in all), markers from
+    :data:`MARKERS`, solid lines (a figure may use dashed or dotted lines for a second reading)."""
     import seaborn as sns
 
-    colours = sns.color_palette("colorblind", 10)
-    return {label: {"color": colours[i % 10], "marker": MARKERS[i % len(MARKERS)],
-                    "linestyle": "-" if i < 10 else "--"} for i, label in enumerate(labels)}
+    colours = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
+    return {label: {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)],
+                    "linestyle": "-"} for i, label in enumerate(labels)}
 
 
 def duplicates(series: dict, atol: float = 5e-3) -> dict:
@@ -389,12 +389,14 @@ def duplicates(series: dict, atol: float = 5e-3) -> dict:
     return same
 
 
-def plot_curves(ax, x, curves: dict, styles: dict, legend_labels: bool = True, **overrides):
+def plot_curves(ax, x, curves: dict, styles: dict, legend_labels: bool = True, same: dict | None = None,
+                **overrides):
     """One line per ``label -> y values`` in ``curves``, styled by ``styles`` (see
     :func:`method_styles`; ``overrides`` apply to every line, e.g. ``linestyle="--"``). A curve equal
-    to an earlier one (:func:`duplicates`) gets larger hollow markers and the legend label
+    to an earlier one (``same``, by default :func:`duplicates` of ``curves``; pass it to decide over
+    several panels at once) gets larger hollow markers and the legend label
     ``"<label> (= <earlier>)"``, so that both stay visible."""
-    same = duplicates(curves)
+    same = duplicates(curves) if same is None else same
     for label, y in curves.items():
         style = {"markersize": 4, "lw": 1.4, **styles[label], **overrides}
         name = label
@@ -440,17 +442,17 @@ def png_bytes(fig, dpi: float = DPI) -> bytes:
 
 
 def _palette_image(rgb: np.ndarray, colours: int = PALETTE_COLOURS) -> Image.Image:
-    """``[H, W, 3]`` uint8 -> a palette image: the palette by median cut over the image's distinct
-    colours, each counted ``sqrt(pixels)`` times (a colour bar or a thin line keeps its shades
-    beside large areas of one colour), every pixel mapped to its nearest palette colour (exact for
-    images with at most ``colours`` colours). Deterministic; no dithering."""
+    """``[H, W, 3]`` uint8 -> a palette image: the palette by median cut, refined by two k-means
+    passes, over the image's distinct colours, each counted ``sqrt(pixels)`` times (a colour bar or
+    a thin line keeps its hues beside large areas of one colour); every pixel mapped to its nearest
+    palette colour (exact for images with at most ``colours`` colours). Deterministic; no dithering."""
     from scipy.spatial import cKDTree
 
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     distinct, inverse, counts = np.unique(codes.ravel(), return_inverse=True, return_counts=True)
     distinct_rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], -1).astype(np.uint8)
     weighted = np.repeat(distinct_rgb, np.ceil(np.sqrt(counts)).astype(int), axis=0)
-    palette = Image.fromarray(weighted[None]).quantize(colours, method=Image.Quantize.MEDIANCUT)
+    palette = Image.fromarray(weighted[None]).quantize(colours, method=Image.Quantize.MEDIANCUT, kmeans=2)
     palette = np.asarray(palette.getpalette()[:3 * colours], dtype=np.uint8).reshape(-1, 3)
     _, nearest = cKDTree(palette.astype(float)).query(distinct_rgb.astype(float))
     image = Image.fromarray(nearest[inverse].reshape(rgb.shape[:2]).astype(np.uint8), mode="P")

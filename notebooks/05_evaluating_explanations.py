@@ -151,13 +151,14 @@ else:
 # %%
 if world == "offline":
     shown = [0, len(items) // 2, len(items) - 1]
-    labels = list(VARIANTS)
-    fig, axes = viz.heatmap_grid(scene_pixels[shown], [[scene_maps[l][i] for l in labels] for i in shown],
-                                 labels, row_labels=[items[i]["class_name"] for i in shown],
-                                 title="every method on three standard scenes (explaining the true class)")
-    for row, i in enumerate(shown):
-        for ax in axes[row, 1:]:
-            ax.contour(scene_masks[i].numpy(), levels=[0.5], colors="cyan", linewidths=0.8)
+    lrp = [v for v in VARIANTS if VARIANTS[v][0] == "attnlrp"]  # signed maps
+    balanced = [v for v in lrp if VARIANTS[v][1].get("preset") == "balanced"] or lrp[:1]  # one preset
+    drawn = [v for v in VARIANTS if v not in lrp] + balanced
+    fig, axes = viz.method_grid(scene_pixels[shown], {v: scene_maps[v][shown] for v in drawn},
+                                [items[i]["class_name"] for i in shown], signed=set(lrp), per_row=5,
+                                outlines=scene_masks[shown],
+                                title="every method on three standard scenes, explaining the true class "
+                                      "(LRP: balanced preset, signed; cyan: the object)")
     viz.save(fig, "05_example_maps")
     plt.show()
 
@@ -290,21 +291,30 @@ print(f"Every patch deleted ({DELETION_BASELINE!r} baseline): classified as "
 # choosing which of those images (exercise 1 tries a blurred one).
 
 # %%
-methods_in_curves = list(faith_maps)
-colours = dict(zip(methods_in_curves, plt.cm.tab20(np.linspace(0, 1, len(methods_in_curves)))))
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
-for ax, mode in zip(axes, ("deletion", "insertion")):
-    for label in methods_in_curves:
-        curve = curves[(curves["variant"] == label) & (curves["mode"] == mode)]
-        is_random = label == E.RANDOM
-        ax.plot(curve["fraction"], curve["probability"], color="black" if is_random else colours[label],
-                ls="--" if is_random else "-", lw=2 if is_random else 1.2, label=label)
-    ax.set_xlabel(f"fraction of patches {'removed' if mode == 'deletion' else 'inserted'} "
-                  "(most relevant first)")
-    ax.set_ylabel("probability of the explained class (mean)")
-    ax.set_title(f"{mode}: {'lower' if mode == 'deletion' else 'higher'} curve = more faithful")
-axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-fig.suptitle(f"deletion and insertion, {len(faith_pixels)} images ({model_name})")
+styles = viz.method_styles(VARIANTS)  # one colour, marker and line style per method, in every figure
+colours = {label: style["color"] for label, style in styles.items()}
+families = {"attention and rollout": ("attention", "rollout"), "gradient methods": ("chefer", "gmar", "legrad"),
+            "LRP": ("attnlrp",)}
+families = {name: [v for v in VARIANTS if VARIANTS[v][0] in methods] for name, methods in families.items()}
+mean_curve = {(label, mode): part.sort_values("fraction")[["fraction", "probability"]].to_numpy().T
+              for (label, mode), part in curves.groupby(["variant", "mode"])}  # fractions, probabilities
+same = {}  # curves of a family that coincide in both of its panels: drawn so that both show
+for members in families.values():
+    same |= viz.duplicates({label: np.concatenate([mean_curve[label, mode][1] for mode in ("deletion", "insertion")])
+                            for label in members})
+fig, axes = plt.subplots(2, len(families), figsize=(11, 6.8), sharex=True, sharey=True, layout="constrained")
+for row, mode in enumerate(("deletion", "insertion")):
+    fraction = mean_curve[E.RANDOM, mode][0]
+    for ax, (family, members) in zip(axes[row], families.items()):
+        ax.plot(fraction, mean_curve[E.RANDOM, mode][1], color="black", ls="--", lw=1.5, label="random order")
+        viz.plot_curves(ax, fraction, {label: mean_curve[label, mode][1] for label in members}, styles, same=same)
+        ax.set_title(f"{family}: {mode}" if row == 0 else mode)
+    axes[row, 0].set_ylabel(f"{mode}: probability of\nthe explained class (mean)")
+for ax, family in zip(axes[1], families):
+    ax.set_xlabel("fraction of patches removed (top) /\ninserted (bottom), most relevant first")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), fontsize=8)
+fig.suptitle(f"deletion (top: the lower, the more faithful) and insertion (bottom: the higher, the more "
+             f"faithful), {len(faith_pixels)} images ({model_name})")
 viz.save(fig, "05_deletion_insertion_curves")
 plt.show()
 
@@ -332,21 +342,19 @@ sanity.groupby(["variant", "step"], sort=False)["rho"].mean().unstack("step").se
 # %%
 mean_rho = sanity.groupby(["variant", "step"], sort=False)["rho"].mean()
 mean_abs_rho = sanity_abs.groupby(["variant", "step"], sort=False)["rho"].mean()
-groups = {"attention, rollout and gradient methods": [v for v in VARIANTS if v not in lrp_variants],
-          "LRP by attention rule and Gamma preset (solid: signed R, dashed: |R|)": list(lrp_variants)}
 stages = range(1, len(stage_names) + 1)
-fig, axes = plt.subplots(1, 2, figsize=(13, 5.6), sharey=True, layout="constrained")
-for ax, (group, labels) in zip(axes, groups.items()):
-    for label in labels:
-        ax.plot(stages, mean_rho[label].to_numpy(), marker="o", ms=3, color=colours[label], label=label)
-        if label in lrp_variants:
-            ax.plot(stages, mean_abs_rho[label].to_numpy(), ls="--", marker="o", ms=3, color=colours[label])
+fig, axes = plt.subplots(1, len(families), figsize=(11.5, 5.6), sharey=True, layout="constrained")
+for ax, (family, members) in zip(axes, families.items()):
+    viz.plot_curves(ax, stages, {label: mean_rho[label] for label in members}, styles)
+    if family == "LRP":  # the same presets ranked by |R|: dashed, no legend entries of their own
+        viz.plot_curves(ax, stages, {label: mean_abs_rho[label] for label in members if label in lrp_variants},
+                        styles, legend_labels=False, linestyle=":")
     ax.axhline(0, color="black", lw=0.8, ls=":")
-    ax.set_xticks(stages, [f"+ {s}" for s in stage_names], rotation=30)
+    ax.set_xticks(stages, [f"+ {s}" for s in stage_names], rotation=40, ha="right")
     ax.set_xlabel("randomised so far (cumulative, from the top)")
     ax.set_ylim(-1.05, 1.05)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8)
-    ax.set_title(group)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), fontsize=8)
+    ax.set_title(family + (" (solid: signed R, dotted: |R|)" if family == "LRP" else ""))
 axes[0].set_ylabel("Spearman ρ with the original map (mean)")
 fig.suptitle(f"cascading randomisation, {len(sanity_pixels)} images: a map that explains the model "
              "falls towards ρ = 0")
@@ -400,18 +408,23 @@ print(f"|LRP| across the variants: ρ {abs_rho.iloc[:, 0].min():.2f} to {abs_rho
 # (`helpers.metrics.relative_cost`). Seconds depend on the machine; the ratio much less.
 
 # %%
-cost = E.cost_scores(model, faith_pixels[:N_TIMING], faith_targets[:N_TIMING], VARIANTS,
-                     repeats=TIMING_REPEATS)
-fig, ax = plt.subplots(figsize=(7, 0.3 * len(cost) + 1.2), layout="constrained")
-bars = ax.barh(cost["variant"], cost["cost"], color=[colours[v] for v in cost["variant"]])
-ax.bar_label(bars, fmt="%.1f×", padding=2, fontsize=8)
-ax.axvline(1, color="black", lw=0.8, ls=":")
-ax.invert_yaxis()
-ax.set_xlim(0, 1.12 * cost["cost"].max())
-ax.set_xlabel("time per image / time of one forward pass (dotted: 1 = one forward pass)")
-ax.set_title(f"cost on {DEVICE}, batch of {len(faith_pixels[:N_TIMING])}")
-viz.save(fig, "05_cost")
-plt.show()
+if viz.batch_run() and not CI:  # `make run`: its outputs are committed, and timings change every run
+    cost = None
+    print("Timings change from run to run, so the committed notebook shows none: run this cell "
+          "yourself (or `make bench` for ViT-B/16).")
+else:
+    cost = E.cost_scores(model, faith_pixels[:N_TIMING], faith_targets[:N_TIMING], VARIANTS,
+                         repeats=TIMING_REPEATS)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(cost) + 1.2), layout="constrained")
+    bars = ax.barh(cost["variant"], cost["cost"], color=[colours[v] for v in cost["variant"]])
+    ax.bar_label(bars, fmt="%.1f×", padding=2, fontsize=8)
+    ax.axvline(1, color="black", lw=0.8, ls=":")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12 * cost["cost"].max())
+    ax.set_xlabel("time per image / time of one forward pass (dotted: 1 = one forward pass)")
+    ax.set_title(f"cost on {DEVICE}, batch of {len(faith_pixels[:N_TIMING])}")
+    viz.save(fig, "05_cost")
+    plt.show()
 
 # %% [markdown]
 # ## 5 · One table
@@ -524,8 +537,9 @@ if localisation is not None:
     for label in insensitive:
         print(f"{label} fails the sanity check, yet ranks {list(ranked.index).index(label) + 1} of "
               f"{len(ranked)} on relevance mass: a map can localise well without explaining the model.")
-print(f"Cost: cheapest {methods['cost'].idxmin()} ({methods['cost'].min():.1f}× a forward pass), "
-      f"dearest {methods['cost'].idxmax()} ({methods['cost'].max():.1f}×).")
+if cost is not None:  # not in committed runs (timings)
+    print(f"Cost: cheapest {methods['cost'].idxmin()} ({methods['cost'].min():.1f}× a forward pass), "
+          f"dearest {methods['cost'].idxmax()} ({methods['cost'].max():.1f}×).")
 everywhere = set(methods.index).intersection(*map(set, findings.values()))
 print(f"Better than random on every measured metric: {names([m for m in methods.index if m in everywhere])}.")
 
@@ -535,7 +549,7 @@ print(f"Better than random on every measured metric: {names([m for m in methods.
 
 # %%
 assert list(results.index) == [*VARIANTS, *REFERENCES], "every method and both references in the table"
-assert methods[["deletion", "insertion"]].notna().all().all() and methods["cost"].gt(0).all()
+assert methods[["deletion", "insertion"]].notna().all().all() and (cost is None or methods["cost"].gt(0).all())
 # the methods that follow the target's gradient or relevance back from the head must change when
 # the head is re-drawn; GMAR reads the target only through its head weights, and barely changes
 target_readers = [v for v in VARIANTS if VARIANTS[v][0] in ("chefer", "legrad", "attnlrp")]
