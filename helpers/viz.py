@@ -441,19 +441,31 @@ def png_bytes(fig, dpi: float = DPI) -> bytes:
     return out.getvalue()
 
 
-def _palette_image(rgb: np.ndarray, colours: int = PALETTE_COLOURS) -> Image.Image:
-    """``[H, W, 3]`` uint8 -> a palette image: the palette by median cut, refined by two k-means
-    passes, over the image's distinct colours, each counted ``sqrt(pixels)`` times (a colour bar or
-    a thin line keeps its hues beside large areas of one colour); every pixel mapped to its nearest
-    palette colour (exact for images with at most ``colours`` colours). Deterministic; no dithering."""
+def _palette_image(rgb: np.ndarray, colours: int = PALETTE_COLOURS, refinements: int = 2) -> Image.Image:
+    """``[H, W, 3]`` uint8 -> a palette image. The palette: median cut over the image's distinct
+    colours, each weighted by ``sqrt(pixels)`` (so a colour bar or a thin line keeps its hues beside
+    large areas of one colour), then ``refinements`` weighted k-means (Lloyd) steps; colours that
+    cover at least 1 % of the image are kept exactly; every pixel takes its nearest palette colour
+    (exact for images with at most ``colours`` colours). Deterministic; no dithering."""
     from scipy.spatial import cKDTree
 
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     distinct, inverse, counts = np.unique(codes.ravel(), return_inverse=True, return_counts=True)
     distinct_rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], -1).astype(np.uint8)
-    weighted = np.repeat(distinct_rgb, np.ceil(np.sqrt(counts)).astype(int), axis=0)
-    palette = Image.fromarray(weighted[None]).quantize(colours, method=Image.Quantize.MEDIANCUT, kmeans=2)
-    palette = np.asarray(palette.getpalette()[:3 * colours], dtype=np.uint8).reshape(-1, 3)
+    weights = np.sqrt(counts)
+    weighted = np.repeat(distinct_rgb, np.ceil(weights).astype(int), axis=0)
+    palette = Image.fromarray(weighted[None]).quantize(colours, method=Image.Quantize.MEDIANCUT)
+    palette = np.asarray(palette.getpalette()[:3 * colours], dtype=float).reshape(-1, 3)
+    for _ in range(refinements):
+        _, nearest = cKDTree(palette).query(distinct_rgb.astype(float))
+        mass = np.bincount(nearest, weights, minlength=len(palette))
+        sums = np.stack([np.bincount(nearest, weights * distinct_rgb[:, c], minlength=len(palette))
+                         for c in range(3)], -1)
+        palette[mass > 0] = sums[mass > 0] / mass[mass > 0, None]
+    _, nearest = cKDTree(palette).query(distinct_rgb.astype(float))
+    large = np.flatnonzero(counts >= 0.01 * counts.sum())[::-1]  # areas of one colour (the white
+    palette[nearest[large]] = distinct_rgb[large]  # background) keep it exactly
+    palette = np.rint(palette).astype(np.uint8)
     _, nearest = cKDTree(palette.astype(float)).query(distinct_rgb.astype(float))
     image = Image.fromarray(nearest[inverse].reshape(rgb.shape[:2]).astype(np.uint8), mode="P")
     image.putpalette(palette.ravel().tolist())
