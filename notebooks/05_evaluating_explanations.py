@@ -346,7 +346,7 @@ stages = range(1, len(stage_names) + 1)
 fig, axes = plt.subplots(1, len(families), figsize=(11.5, 5.6), sharey=True, layout="constrained")
 for ax, (family, members) in zip(axes, families.items()):
     viz.plot_curves(ax, stages, {label: mean_rho[label] for label in members}, styles)
-    if family == "LRP":  # the same presets ranked by |R|: dashed, no legend entries of their own
+    if family == "LRP":  # the same presets ranked by |R|: dotted, no legend entries of their own
         viz.plot_curves(ax, stages, {label: mean_abs_rho[label] for label in members if label in lrp_variants},
                         styles, legend_labels=False, linestyle=":")
     ax.axhline(0, color="black", lw=0.8, ls=":")
