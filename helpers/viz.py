@@ -323,15 +323,23 @@ def topk_bars(ax, probs, class_names, k: int = 5, true_label: int | None = None,
 def confidence_histogram(ax, confidence, correct, bins: int = 20, title: str | None = None):
     """How many predictions fall in each bin of top-1 confidence, stacked: correct ones (green)
     below, incorrect ones (red) on top. Counts, not densities: two mistakes stay two predictions
-    high, however many correct answers there are. The legend gives each group's size and median."""
+    high, however many correct answers there are; where they are too few to see, their number is
+    written above the bar. The legend gives each group's size and median."""
     confidence, correct = _numpy(confidence), np.asarray(correct, dtype=bool)
     groups = [(correct, CORRECT_COLOUR, "correct"), (~correct, WRONG_COLOUR, "incorrect")]
     labels = [f"{name} (n={int(mask.sum())}"
               + (f", median {np.median(confidence[mask]):.2f})" if mask.any() else ")")
               for mask, _, name in groups]
-    ax.hist([confidence[mask] for mask, _, _ in groups], bins=np.linspace(0, 1, bins + 1),
-            stacked=True, color=[colour for _, colour, _ in groups], label=labels,
-            edgecolor="white", linewidth=0.5)
+    edges = np.linspace(0, 1, bins + 1)
+    (_, total), _, _ = ax.hist([confidence[mask] for mask, _, _ in groups], bins=edges, stacked=True,
+                               color=[colour for _, colour, _ in groups], label=labels,
+                               edgecolor="white", linewidth=0.5)
+    wrong = np.histogram(confidence[~correct], bins=edges)[0]
+    for left, n_wrong, height in zip(edges, wrong, total):
+        if 0 < n_wrong < 0.03 * total.max():  # too few mistakes to see: count them above the bar
+            ax.annotate(f"{n_wrong} \u2717", (left + 0.5 / bins, height), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=8,
+                        color=WRONG_COLOUR)
     ax.set_xlim(0, 1)
     ax.set_xlabel("confidence of the top-1 class (softmax)")
     ax.set_ylabel("number of predictions")

@@ -155,6 +155,7 @@ def test_confidence_histogram_counts_predictions():
     tops = [patch.get_y() + patch.get_height() for patch in ax.patches]
     assert max(tops) == 299  # 298 correct + 1 mistake stacked in the top bin, not two densities
     assert ax.get_ylabel() == "number of predictions"
+    assert [t.get_text() for t in ax.texts] == ["1 \u2717", "1 \u2717"]  # too few to see: counted
     assert "incorrect (n=2" in ax.get_legend().get_texts()[1].get_text()
 
 
