@@ -162,8 +162,8 @@ def imagenet_a_available(root: str | Path | None = None) -> tuple[bool, str]:
     source = archive_source()
     if _url_reachable(source.url):
         return True, "the ImageNet-A download is reachable"
-    return False, (f"ImageNet-A is neither in {root} nor downloadable from "
-                   f"{urllib.parse.urlsplit(source.url).netloc or source.url}")
+    return False, (f"ImageNet-A is neither in {root.name}/ nor downloadable from "
+                   f"{urllib.parse.urlsplit(source.url).netloc or 'its source'}")
 
 
 def file_md5(path: str | Path) -> str:
