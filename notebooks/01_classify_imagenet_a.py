@@ -344,6 +344,8 @@ plt.show()
 # 2. Temperature scaling (Guo et al. 2017): divide the logits by a temperature `T` before the
 #    softmax and find the `T` that minimises the ECE. Does it change the accuracy? Why not?
 # 3. Change `SEED` and `N_INCORRECT`: how much does the selection change, and which classes appear?
-# 4. Offline: classify the scenes' `background` split (target removed) with
-#    `helpers.SceneDataset`. At chance level (1/6), the model did not learn to read the class from
-#    the background. Is it?
+# 4. (Offline.) Classify the scenes' `background` split (target removed) with
+#    `helpers.SceneDataset`. Its accuracy is near chance (1/6), but that alone proves little: look at
+#    *what* the model answers (a table of true class × predicted class). If nearly every background
+#    is called the same class, accuracy sits at chance whatever the background holds. What would show
+#    that the background carries no class information?

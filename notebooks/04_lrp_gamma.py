@@ -291,7 +291,7 @@ else:
 # %%
 masked = P.masked_logits(logits, dataset.head_indices)
 runner_up = torch.as_tensor(dataset.head_indices)[masked.topk(2, dim=1).indices[:, 1]]
-other = torch.where(torch.from_numpy(is_correct), runner_up, true_label)
+other = torch.where(torch.tensor(is_correct), runner_up, true_label)
 names = {head: name for head, name in zip(dataset.head_indices, dataset.class_names)}
 for_predicted = relevance[:, PRESETS.index(DEFAULT_PRESET)]
 for_other = helpers.explain(model, pixels, "attnlrp", target=other, preset=DEFAULT_PRESET, variant=VARIANT,
