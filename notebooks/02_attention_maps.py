@@ -230,9 +230,10 @@ pd.DataFrame({"mean distance (px)": distance.mean((0, 2)).double().numpy(),
 # %% [markdown]
 # ## Early against last layer, correct against incorrect
 #
-# The first layer's CLS attention against the last layer's, heads fused, for the correct
-# predictions (left) and the incorrect ones (right). Compare where the last layer reads when the
-# model is wrong: on the object, on a distractor, or everywhere?
+# The per-layer figure above already holds this comparison: its first and last columns are the
+# first and the last layer's CLS attention (heads fused), its rows the correct predictions first,
+# then the incorrect ones. Compare where the last layer reads when the model is wrong: on the
+# object, on a distractor, or everywhere?
 
 # %% [markdown]
 # ## Explore

@@ -118,7 +118,8 @@ assert pixels.shape == (len(rows), 3, model.config.image_size, model.config.imag
 # %% [markdown]
 # ## Rollout: head fusion and discard ratio
 #
-# Each column is one setting of rollout on every selected sample (rows). `mean` fusion treats all
+# One correct and one incorrect sample; each row is a sample with one head fusion, each column a
+# discard ratio. `mean` fusion treats all
 # heads alike, `max` lets the most focused head of each layer speak, `min` keeps only what all heads
 # agree on. Discarding the weakest attention entries before multiplying (an addition of
 # jacobgil/vit-explain, not in the paper) is meant to remove the diffuse background that accumulates

@@ -144,8 +144,9 @@ else:
     localisation = None
 
 # %% [markdown]
-# Three scenes and every method's map (each map min-max normalised on its own, so only the
-# ranking of patches is compared; LRP's negative relevance is dark). The object's outline
+# Three scenes and every method's map (each map scaled on its own, so only the ranking of patches
+# is compared; LRP's signed maps on a blue–white–red scale centred at zero, the other methods'
+# non-negative maps from dark to bright). The object's outline
 # is what the localisation scores reward.
 
 # %%
@@ -432,8 +433,9 @@ else:
 # Everything above, one row per method (the two references at the bottom): pointing game and
 # relevance mass with 95 % intervals (offline only), the deletion and insertion areas with 95 %
 # bootstrap intervals, the mean Spearman ρ after randomising the head only (`sanity ρ (head)`)
-# and after randomising every weight (`sanity ρ (final)`), and the cost in forward passes. The
-# CSV keeps the raw numbers and the interval bounds (`*_lo`, `*_hi`).
+# and after randomising every weight (`sanity ρ (final)`), and, where this run timed the methods
+# (not in the committed full-size run: timings change at every run), the cost in forward passes.
+# The CSV keeps the raw numbers and the interval bounds (`*_lo`, `*_hi`).
 
 # %%
 results = E.results_table(localisation, faithfulness, sanity, cost, seed=SEED)
@@ -613,8 +615,8 @@ else:
 #   LRP (CP-LRP with every Gamma preset, and full AttnLRP) passes it, signed and in magnitude,
 #   although stronger Gamma keeps more of the map while the upper layers are re-drawn (its bias
 #   towards the input's structure).
-# - Cost differs by several times between methods; Gamma rules for LRP are the dearest, and on the
-#   patch grid of this model they buy nothing measurable over LRP without Gamma.
+# - On the patch grid of this model, Gamma rules buy nothing measurable over LRP without Gamma,
+#   and they cost more (a modified backward pass; `make bench` measures how much).
 #
 # ## Exercises
 #
