@@ -337,6 +337,8 @@ plt.show()
 #
 # ## Exercises
 #
+# An exercise marked *(Offline.)* or *(Real world …)* needs that world (the scenes and their masks, or ImageNet-A's 1000-way head); the others work in both.
+#
 # 1. (Real world: offline the head has only the 6 scene classes, so both protocols agree.)
 #    Compute top-1 over the whole head (`correct_1k`) per class: which ImageNet-A classes lose the
 #    most when the 800 other classes are allowed, and what does the model answer instead

@@ -356,9 +356,11 @@ if world == "offline":
 #
 # ## Exercises
 #
-# 1. Switch `HEAD_FUSION` to `max` and `min`: which fusion gives the most object-like maps on the
+# An exercise marked *(Offline.)* or *(Real world …)* needs that world (the scenes and their masks, or ImageNet-A's 1000-way head); the others work in both.
+#
+# 1. (Offline.) Switch `HEAD_FUSION` to `max` and `min`: which fusion gives the most object-like maps on the
 #    offline scenes, by the localisation plot? Does `min` still beat the area share?
-# 2. Repeat the localisation check on the `hard` split (`split="adversarial"`): does attention still
+# 2. (Offline.) Repeat the localisation check on the `hard` split (`split="adversarial"`): does attention still
 #    find small, occluded or low-contrast objects? Compare correct and incorrect predictions.
 # 3. With the explorer, find a head whose attention is almost the same for every image. What might
 #    it be doing (hint: look at `patch_share`, the attention the CLS token keeps for itself)?

@@ -414,11 +414,13 @@ if world == "offline":
 #
 # ## Exercises
 #
-# 1. Add `("attention", {"layer": -1})` to `METHODS` (the last layer's raw attention, notebook 02).
+# An exercise marked *(Offline.)* or *(Real world …)* needs that world (the scenes and their masks, or ImageNet-A's 1000-way head); the others work in both.
+#
+# 1. (Offline.) Add `("attention", {"layer": -1})` to `METHODS` (the last layer's raw attention, notebook 02).
 #    Does it localise better or worse than rollout on the standard scenes?
-# 2. LeGrad's official code uses only the last two layers: add `"LeGrad (last 2)": ("legrad",
+# 2. (Offline.) LeGrad's official code uses only the last two layers: add `"LeGrad (last 2)": ("legrad",
 #    {"layers": slice(-2, None)})` and compare its pointing game with the all-layer default.
-# 3. Raise `DISCARD_RATIOS` up to 0.99. At what ratio does rollout stop pointing at the object? Use
+# 3. (Offline.) Raise `DISCARD_RATIOS` up to 0.99. At what ratio does rollout stop pointing at the object? Use
 #    the localisation cell with `("rollout", {"discard_ratio": r})` to measure it.
 # 4. For the misclassified samples, compute the Spearman correlation between Chefer's map for the
 #    predicted class and *rollout*. Is the "wrong" evidence where the model looked anyway?

@@ -580,6 +580,8 @@ if world == "offline":
 #
 # ## Exercises
 #
+# An exercise marked *(Offline.)* or *(Real world …)* needs that world (the scenes and their masks, or ImageNet-A's 1000-way head); the others work in both.
+#
 # 1. Set `VARIANT = "attnlrp"` (full AttnLRP: relevance also flows through the softmax of `q·kᵀ`)
 #    and run the notebook again. How do the maps change, and how far from 1 is `Σ R / f_t` on the
 #    stripped model now? Why? (See the docstring of `helpers.methods.attnlrp`.)
@@ -587,6 +589,6 @@ if world == "offline":
 #    missing relevance do they account for, per preset?
 # 3. With the explorer, find the smallest `lin γ` for which the map of the misclassified sample
 #    is mostly positive. Does the measured best pair of the last section agree with your pick?
-# 4. Compute the relevance mass of `predicted − other` (the third column of the contrast figure)
+# 4. (Offline.) Compute the relevance mass of `predicted − other` (the third column of the contrast figure)
 #    on misclassified hard scenes: does the evidence for the wrong class lie on the object or on a
 #    distractor?

@@ -620,9 +620,11 @@ else:
 #
 # ## Exercises
 #
+# An exercise marked *(Offline.)* or *(Real world …)* needs that world (the scenes and their masks, or ImageNet-A's 1000-way head); the others work in both.
+#
 # 1. Run the deletion curves with `DELETION_BASELINE = "blur"` (Petsiuk et al. insert into a
 #    blurred image). Does the ranking of the methods change? What does that say about the metric?
-# 2. The pointing game uses a 15 px tolerance. Recompute `localisation_scores` with
+# 2. (Offline.) The pointing game uses a 15 px tolerance. Recompute `localisation_scores` with
 #    `tolerance=0`: which methods lose most, and why might coarse (rollout-like) maps be affected
 #    differently from sharp (LRP) ones?
 # 3. Add a method variant to `VARIANTS`, e.g. `("attention", {"layer": 0})` or LeGrad on the last
