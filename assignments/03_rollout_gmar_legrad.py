@@ -65,9 +65,7 @@ import torch
 
 from helpers import fixtures
 
-model = fixtures.tiny_vit(seed=0)
-pixel_values = fixtures.images(model, n=2)
-targets = torch.tensor([1, 3])
+model, pixel_values, targets = fixtures.try_inputs()
 attentions, gradients = fixtures.attentions_and_gradients(model, pixel_values, targets)
 print(f"{len(attentions)} layers of attention {tuple(attentions[0].shape)}, "
       f"gradients {tuple(gradients[0].shape)}")
@@ -119,8 +117,7 @@ def test_matches_helpers_on_the_try_inputs(attentions_and_gradients):
     import torch
     from helpers import fixtures
     fixtures.assert_own_code(attentions_and_gradients)
-    model = fixtures.tiny_vit(seed=0)
-    pixel_values, targets = fixtures.images(model, n=2), torch.tensor([1, 3])
+    model, pixel_values, targets = fixtures.try_inputs()
     expected = fixtures.attentions_and_gradients(model, pixel_values, targets)
     result = attentions_and_gradients(model, pixel_values, targets)
     assert isinstance(result, tuple) and len(result) == 2, "return (attentions, gradients)"
@@ -216,8 +213,7 @@ def test_mean_fusion_on_the_try_inputs(rollout):
     import helpers
     from helpers import fixtures
     fixtures.assert_own_code(rollout)
-    model = fixtures.tiny_vit(seed=0)
-    pixel_values, targets = fixtures.images(model, n=2), torch.tensor([1, 3])
+    model, pixel_values, targets = fixtures.try_inputs()
     attentions, _ = fixtures.attentions_and_gradients(model, pixel_values, targets)
     expected = helpers.explain(model, pixel_values, "rollout").flatten(1)
     fixtures.assert_close(rollout(attentions), expected, 1e-5, "rollout(attentions)")
@@ -326,8 +322,7 @@ def test_matches_helpers_on_the_try_inputs(chefer):
     import helpers
     from helpers import fixtures
     fixtures.assert_own_code(chefer)
-    model = fixtures.tiny_vit(seed=0)
-    pixel_values, targets = fixtures.images(model, n=2), torch.tensor([1, 3])
+    model, pixel_values, targets = fixtures.try_inputs()
     attentions, gradients = fixtures.attentions_and_gradients(model, pixel_values, targets)
     expected = helpers.explain(model, pixel_values, "chefer", target=targets).flatten(1)
     fixtures.assert_close(chefer(attentions, gradients), expected, 1e-5, "chefer(...)")
@@ -516,8 +511,7 @@ def test_matches_helpers_on_the_try_inputs(legrad):
     import helpers
     from helpers import fixtures
     fixtures.assert_own_code(legrad)
-    model = fixtures.tiny_vit(seed=0)
-    pixel_values, targets = fixtures.images(model, n=2), torch.tensor([1, 3])
+    model, pixel_values, targets = fixtures.try_inputs()
     expected = helpers.explain(model, pixel_values, "legrad", target=targets).flatten(1)
     got = legrad(fixtures.layer_gradients(model, pixel_values, targets))
     fixtures.assert_close(got, expected, 1e-5, "legrad(layer_grads)")

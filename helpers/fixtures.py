@@ -52,6 +52,13 @@ def images(model, n: int = 2, seed: int = 1) -> Tensor:
     return torch.randn(n, model.config.num_channels, size, size, generator=generator)
 
 
+def try_inputs():
+    """The inputs notebook 03's questions are tried and checked on: ``(model, pixel_values,
+    targets)`` -- :func:`tiny_vit` (seed 0), two :func:`images` and the target classes 1 and 3."""
+    model = tiny_vit(seed=0)
+    return model, images(model, n=2), torch.tensor([1, 3])
+
+
 def trained_tiny_vit():
     """The offline world's trained tiny ViT (``data/tiny_vit``), eval mode, eager attention.
 
