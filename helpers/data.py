@@ -493,12 +493,14 @@ class ImageNetA(Dataset):
     folder) and ``id`` (``"<wnid>/<file>"``). A file that cannot be read (not an image, truncated,
     corrupt) gives ``None`` instead of an exception: its path and the reason go to ``skipped``
     (``{path: reason}``) and a :class:`SkippedImageWarning` is issued; :func:`collate` (also
-    ``ImageNetA.collate``) drops such items from a batch. With ``num_workers > 0`` ``skipped`` is
-    filled in the workers only; the warnings still show.
+    ``ImageNetA.collate``) drops such items from a batch. A plain ``DataLoader`` with
+    ``num_workers > 0`` fills ``skipped`` in the workers only; :func:`helpers.predict.predict`, which
+    decodes in worker processes, carries each one back to this object and warns in the main process.
     """
 
     name = FOLDER
     collate = staticmethod(collate)
+    reads_files = True  # decoded in worker processes by helpers.predict
 
     def __init__(self, root: str | Path | None = None, processor=None,
                  n_per_class: int | None = None, seed: int = 0):

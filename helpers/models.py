@@ -8,7 +8,8 @@ returns no attention maps) in eval mode, and its image processor. Which world ru
 :func:`helpers.world.resolve_world`.
 
 Precision: :func:`inference_precision` is the one place that decides how predictions are computed
-(``"auto"``: bfloat16 autocast on CUDA, float32 elsewhere). Whatever is cached and whatever is
+(``"auto"``: bfloat16 autocast on a GPU that has it natively, float16 autocast on an older one
+such as Colab's T4, float32 on the CPU). Whatever is cached and whatever is
 compared with it later is computed through it, with the same setting.
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 
 REAL_MODEL = "google/vit-base-patch16-224"
 TINY_DIR = Path(__file__).resolve().parent.parent / "data" / "tiny_vit"
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _HUB_HOST = "huggingface.co"
 
 
@@ -66,11 +68,18 @@ def model_available(repo_id: str = REAL_MODEL) -> tuple[bool, str]:
     return False, f"{repo_id} is not cached and the Hugging Face hub is unreachable"
 
 
+def _native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CUDA compute capability >= 8: A100, L4,
+    H100 ...). Older GPUs such as Colab's free T4 only emulate it, much slower than float16."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_precision(precision: str, device) -> str:
-    """``"fp32"`` or ``"bf16"`` for ``precision`` on ``device``.
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for ``precision`` on ``device``.
 
     ``"auto"`` takes ``$COURSE_PRECISION`` if set (the tests set ``bf16`` to rehearse the GPU path
-    on the CPU), else bf16 on CUDA and fp32 elsewhere.
+    on the CPU), else on CUDA bf16 where the GPU has it natively and fp16 where it does not (a T4),
+    and fp32 elsewhere.
     """
     if precision == "auto":
         precision = os.environ.get("COURSE_PRECISION") or "auto"
@@ -78,17 +87,19 @@ def resolve_precision(precision: str, device) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS} (or $COURSE_PRECISION), got "
                          f"{precision!r}")
     if precision == "auto":
-        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+        device = torch.device(device)
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if _native_bf16(device) else "fp16"
     return precision
 
 
 def inference_precision(device, precision: str = "auto"):
-    """The autocast context predictions run under: bfloat16 autocast for ``"bf16"`` (on CUDA, or
-    on the CPU as a rehearsal of CUDA), nothing for ``"fp32"``."""
+    """The autocast context predictions run under: bfloat16 or float16 autocast for ``"bf16"`` /
+    ``"fp16"`` (on CUDA, or on the CPU as a rehearsal of CUDA), nothing for ``"fp32"``."""
     device = torch.device(device)
-    if resolve_precision(precision, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    dtype = _AUTOCAST_DTYPES.get(resolve_precision(precision, device))
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def load_model(name: str | None = None, world: str | None = None, device: str = "cpu"):

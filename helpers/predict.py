@@ -61,7 +61,7 @@ def masked_probs(model, pixel_values: torch.Tensor, head_indices, precision: str
 
 # How far a recomputed confidence may drift from the cached one in the same precision: another
 # batch composition runs other kernels, and bfloat16 keeps 8 bits of mantissa.
-_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2}
+_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "bf16": 2e-2}
 
 
 def check_cached(model, pixel_values: torch.Tensor, rows: pd.DataFrame, head_indices,
@@ -70,16 +70,17 @@ def check_cached(model, pixel_values: torch.Tensor, rows: pd.DataFrame, head_ind
     recomputed ``[N, K]`` probabilities.
 
     The probabilities are recomputed in the same ``precision`` as :func:`load_or_predict` used.
-    In float32 the arg-max must match and each confidence agree to 1e-4; under bfloat16 autocast
-    (on a GPU) confidences may drift by the precision's rounding, so arg-maxes are compared only
-    where the recomputed top two classes are further apart than that drift. Raises
+    In float32 the arg-max must match and each confidence agree to 1e-4; under bfloat16 or float16
+    autocast (on a GPU) confidences may drift by the precision's rounding, so arg-maxes are
+    compared only where the recomputed top two classes are further apart than that drift. Raises
     ``AssertionError`` naming the first image that disagrees.
     """
     precision = resolve_precision(precision, model.device)
     tolerance = _TOLERANCE[precision]
     probs = masked_probs(model, pixel_values, head_indices, precision)
     top2 = probs.topk(2, dim=-1).values
-    decided = (top2[:, 0] - top2[:, 1]) > tolerance if precision == "bf16" else torch.ones(len(probs), dtype=torch.bool)
+    decided = ((top2[:, 0] - top2[:, 1]) > tolerance if precision != "fp32"
+               else torch.ones(len(probs), dtype=torch.bool))
     cached_pos = torch.tensor(rows["pred_idx"].tolist())
     drift = (probs.max(-1).values - torch.tensor(rows["confidence"].tolist(), dtype=probs.dtype)).abs()
     wrong = (decided & (probs.argmax(-1) != cached_pos)) | (drift > tolerance)
@@ -118,8 +119,80 @@ def _rows(batch, logits: torch.Tensor, head_indices, class_names, id2label) -> l
     return rows
 
 
-def predict(model, dataset, batch_size: int = 32, device: str | None = None,
-            progress: bool | None = None, indices=None, precision: str = "auto") -> pd.DataFrame:
+# Images per batch that keep a ViT-B/16 busy: a GPU needs large batches under autocast; on a CPU the
+# cost per image hardly falls beyond a few dozen and memory grows with the batch.
+BATCH_SIZE = {"cuda": 128, "cpu": 32}
+
+
+def default_batch_size(device) -> int:
+    """Images per forward pass on ``device`` (:data:`BATCH_SIZE`; 32 on any other device)."""
+    return BATCH_SIZE.get(torch.device(device).type, 32)
+
+
+def default_workers(dataset) -> int:
+    """Worker processes that decode images while the model runs: up to 4 (one core is left to the
+    model) for a dataset that reads image files (``reads_files = True``: ImageNet-A's JPEGs), none
+    for one that holds its images in memory (the scenes)."""
+    import os
+
+    if not getattr(dataset, "reads_files", False):
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+class _Reported(torch.utils.data.Dataset):
+    """``dataset[i]``, or ``{"unreadable": id, "reason": ...}`` where the dataset gave ``None``.
+
+    Decoding in worker processes fills each worker's copy of ``dataset.skipped``, and a worker's
+    warnings never reach a notebook. This wrapper carries the path and the reason back to the main
+    process instead, where :func:`predict` records them in ``dataset.skipped`` and warns once.
+    """
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        import warnings
+
+        index = self.indices[i]
+        skipped = getattr(self.dataset, "skipped", {})
+        with warnings.catch_warnings():
+            if torch.utils.data.get_worker_info() is not None:  # the main process warns instead
+                warnings.simplefilter("ignore")
+            item = self.dataset[index]
+        if item is not None:
+            return item
+        item_id = getattr(self.dataset, "ids", None)
+        item_id = item_id[index] if item_id is not None else str(index)
+        return {"unreadable": item_id, "reason": skipped.get(item_id, "unreadable")}
+
+
+def _reporting_collate(collate):
+    def collate_batch(items):
+        unreadable = [item for item in items if item is not None and "unreadable" in item]
+        batch = collate([None if item is None or "unreadable" in item else item for item in items])
+        return batch, [(item["unreadable"], item["reason"]) for item in unreadable]
+
+    return collate_batch
+
+
+def _record_unreadable(dataset, unreadable) -> None:
+    """Report images a worker could not read, as the dataset itself would have (``_skip``)."""
+    import warnings
+
+    for item_id, reason in unreadable:
+        if hasattr(dataset, "_skip"):
+            dataset._skip(item_id, reason)  # warns unless the main process read it (and warned)
+        else:
+            warnings.warn(f"skipped unreadable image {item_id} ({reason})", stacklevel=3)
+
+
+def predict(model, dataset, batch_size: int | None = None, device: str | None = None,
+            progress: bool | None = None, indices=None, precision: str = "auto",
+            num_workers: int | None = None) -> pd.DataFrame:
     """Classify ``dataset`` (or the items at ``indices``) -> one row per image.
 
     Columns: ``id, label, class_idx, class_name`` (the truth); ``pred`` (head index, arg-max over
@@ -127,24 +200,35 @@ def predict(model, dataset, batch_size: int = 32, device: str | None = None,
     ``confidence`` (softmax over the masked logits), ``p_true``, ``correct``, ``top5`` (masked,
     head indices joined by spaces), ``correct_top5``; ``pred_1k``, ``pred_1k_name``,
     ``confidence_1k``, ``correct_1k`` (naive arg-max over the whole head). Unreadable images (the
-    dataset returns ``None``) are dropped by the dataset's ``collate``, which reports them.
+    dataset returns ``None``) are dropped and reported in ``dataset.skipped`` with a warning.
     Runs under ``torch.no_grad`` in ``precision`` (:func:`helpers.models.inference_precision`).
-    ``progress``: show a progress bar (None: unless a batch run, :func:`helpers.viz.progress_bar`).
+
+    ``batch_size``: images per forward pass (None: :func:`default_batch_size` for the device).
+    ``num_workers``: processes decoding images in parallel with the model (None:
+    :func:`default_workers`). ``progress``: a progress bar in images, with the rate and the time
+    left (None: unless a batch run, :func:`helpers.viz.progress_bar`).
     """
     from .viz import progress_bar
 
     device = torch.device(device or model.device)
-    source = dataset if indices is None else Subset(dataset, list(indices))
-    collate = getattr(dataset, "collate", None) or data_collate
-    loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate)
+    batch_size = batch_size or default_batch_size(device)
+    workers = default_workers(dataset) if num_workers is None else num_workers
+    source = _Reported(dataset, range(len(dataset)) if indices is None else indices)
+    collate = _reporting_collate(getattr(dataset, "collate", None) or data_collate)
+    loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     rows = []
-    with torch.no_grad(), inference_precision(device, precision):
-        for batch in progress_bar(loader, progress, desc="predict", unit="batch"):
-            if batch is None:
-                continue
-            logits = model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu()
-            rows += _rows(batch, logits, dataset.head_indices, dataset.class_names, id2label)
+    with torch.no_grad(), inference_precision(device, precision), \
+            progress_bar(None, progress, desc="predict", total=len(source), unit="img") as bar:
+        for batch, unreadable in loader:
+            _record_unreadable(dataset, unreadable)
+            if batch is not None:
+                pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+                logits = model(pixel_values=pixel_values).logits.float().cpu()
+                rows += _rows(batch, logits, dataset.head_indices, dataset.class_names, id2label)
+            bar.update(len(unreadable) + (0 if batch is None else len(batch["id"])))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

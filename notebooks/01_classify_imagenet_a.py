@@ -56,7 +56,7 @@ CI = os.environ.get("COURSE_SCALE", "full") == "ci"  # small, fast run (tests)
 N_PER_CLASS = 8 if CI else None  # None: all of ImageNet-A (real) / 50 scenes per class (offline)
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-BATCH_SIZE = 32
+BATCH_SIZE = None  # images per forward pass; None: 128 on a GPU, 32 on a CPU
 N_CORRECT, N_INCORRECT = 4, 4  # the samples notebooks 02-05 explain
 N_GALLERY = 6  # confident mistakes to show
 
@@ -64,7 +64,8 @@ N_GALLERY = 6  # confident mistakes to show
 # ## Two worlds
 #
 # The course runs in one of two worlds, chosen by `WORLD` (or the `COURSE_WORLD` environment
-# variable); `auto` takes the real one when the Hugging Face hub is reachable.
+# variable); `auto` takes the real one when both ViT-B/16's weights and ImageNet-A can be had
+# (cached, or downloadable), and says in one line what is missing otherwise.
 #
 # - **real**: `google/vit-base-patch16-224` (ViT-B/16, pre-trained on ImageNet-21k, fine-tuned on
 #   ImageNet-1k at 224 px) on ImageNet-A. Its head has 1000 classes; ImageNet-A uses 200 of them.
@@ -101,6 +102,10 @@ print(f"{len(dataset)} images of {len(dataset.class_names)} classes; "
 #
 # `load_or_predict` classifies the dataset in batches (no gradients) and caches one row per image
 # under `data/cache/<world>/`: running this notebook again only classifies images it has not seen.
+# ImageNet-A's JPEGs are decoded by worker processes while the model runs, and the progress bar
+# (in an interactive session) shows the images per second and the time left. On a GPU the batch
+# runs under autocast: bfloat16 where the GPU has it natively, float16 on an older one such as
+# Colab's T4 (`helpers.models.resolve_precision`).
 # Each row holds the prediction under two protocols:
 #
 # - `pred`: the **official ImageNet-A protocol**, arg-max over the logits of the 200 ImageNet-A

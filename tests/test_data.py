@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -489,3 +490,32 @@ def test_world_errors_show_as_one_message_in_jupyter(tmp_path):
     with pytest.raises(data.DownloadError) as error:
         data.download_file(dest, closed_port_url(), 1000, "0" * 32, timeout=5, progress=False)
     assert error.value.__cause__ is None and error.value.__suppress_context__, "no chained traceback"
+
+
+def test_predict_decodes_in_worker_processes_and_reports_unreadable_files_in_the_main_process(
+        tmp_path, processor):
+    """ImageNet-A is decoded by worker processes (helpers.predict.default_workers): the rows must be
+    the same as decoding in the main process, and a file a worker cannot read must still reach the
+    main process's ``dataset.skipped`` with a warning there (a worker's warnings never reach a
+    notebook)."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from helpers import predict as P
+
+    fake_imagenet_a(tmp_path, per_class=3)
+    (tmp_path / WNIDS[1] / "broken.jpg").write_bytes(b"not a jpeg")
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        num_labels=1000)).eval()
+    in_process = data.ImageNetA(tmp_path, processor=processor)
+    assert P.default_workers(in_process) >= 1 and P.default_workers(object()) == 0
+    with pytest.warns(data.SkippedImageWarning, match="broken.jpg"):
+        expected = P.predict(model, in_process, batch_size=4, num_workers=0, progress=False)
+    in_workers = data.ImageNetA(tmp_path, processor=processor)
+    with pytest.warns(data.SkippedImageWarning, match="broken.jpg"):
+        rows = P.predict(model, in_workers, batch_size=4, num_workers=2, progress=False)
+    assert list(in_workers.skipped) == [f"{WNIDS[1]}/broken.jpg"]
+    assert "UnidentifiedImageError" in in_workers.skipped[f"{WNIDS[1]}/broken.jpg"]
+    assert len(rows) == 3 * len(WNIDS)
+    pd.testing.assert_frame_equal(rows, expected)
