@@ -14,7 +14,7 @@ Maps are ``[B, h, w]``: the patch grid of ``helpers.explain`` (``h = H / patch``
   :func:`perturbation_curve` and :func:`area_under_curve`, with :func:`random_order_maps` as the
   baseline every method must beat.
 - Sanity: :func:`cascading_randomization` (Adebayo et al. 2018) over
-  :func:`vit_randomization_stages`, scored by :func:`spearman_per_image`.
+  :func:`randomization_stages`, scored by :func:`spearman_per_image`.
 - Uncertainty: :func:`bootstrap_ci`, :func:`wilson_interval`.
 - Cost: :func:`seconds_per_image`, :func:`relative_cost`.
 """
@@ -367,19 +367,16 @@ def deletion_insertion(
 # ----------------------------------------------------------------------------- sanity checks
 
 
-def vit_randomization_stages(model) -> list[tuple[str, list[str]]]:
-    """Cascading stages of a HF ``ViTForImageClassification``, top first: ``[(name, [modules])]``.
+def randomization_stages(model) -> list[tuple[str, list[str]]]:
+    """Cascading stages of ``model``, top first: ``[(name, [modules])]``, from its backbone adapter.
 
-    ``head`` (classifier and final LayerNorm), then ``layer L`` ... ``layer 1`` (numbered from 1,
-    as everywhere in the course), then ``embeddings`` (patch projection, CLS token, position
-    embeddings).
+    ``head`` (classifier(s) and final LayerNorm), then ``layer L`` ... ``layer 1`` (numbered from
+    1, as everywhere in the course), then ``embeddings`` (patch projection, prefix tokens such as
+    CLS, position embeddings).
     """
-    n_layers = len(model.vit.layers)
-    return (
-        [("head", ["classifier", "vit.layernorm"])]
-        + [(f"layer {i + 1}", [f"vit.layers.{i}"]) for i in reversed(range(n_layers))]
-        + [("embeddings", ["vit.embeddings"])]
-    )
+    from .backbones import adapter_for
+
+    return adapter_for(model).randomization_stages()
 
 
 def _reinitialise(module: torch.nn.Module) -> None:
@@ -436,7 +433,7 @@ def cascading_randomization(
 
     On a deep copy of ``model`` (the original is never touched), the stages are re-initialised one
     after another from the top (``head``, then ``layer L`` ... ``layer 1``, ``embeddings``; see
-    :func:`vit_randomization_stages`), each on top of the previous ones. After every stage the
+    :func:`randomization_stages`), each on top of the previous ones. After every stage the
     images are explained again, ``explain_fn(model_copy, pixel_values, targets) -> [B, h, w]``,
     always for the same ``targets`` (``None``: the original model's prediction), and compared with
     the original map by Spearman's rank correlation ``rho = corr(rank(m_0), rank(m_k))``
@@ -444,7 +441,7 @@ def cascading_randomization(
     A map that stays at rho ~ 1 while the model it explains is destroyed does not explain the
     model. Re-initialisation draws from a private, seeded random state (``seed``).
     """
-    stages = vit_randomization_stages(model) if stages is None else stages
+    stages = randomization_stages(model) if stages is None else stages
     device = _model_device(model) or pixel_values.device
     pixel_values = pixel_values.to(device)
     targets = _as_targets(model, pixel_values, targets)

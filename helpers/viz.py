@@ -73,15 +73,20 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def to_image(pixel_values) -> np.ndarray:
-    """Undo the processor's normalisation (mean = std = 0.5): ``x * 0.5 + 0.5``, clipped to [0, 1].
+def to_image(pixel_values, model=None, processor=None) -> np.ndarray:
+    """Undo the processor's normalisation: ``x * std + mean``, clipped to [0, 1].
 
+    ``mean``/``std`` are the ``processor``'s if given, else those of ``model``'s family (its
+    backbone adapter: 0.5 for ViT, ImageNet's for DeiT and DINOv2), else ViT's 0.5.
     ``[3, H, W]`` -> ``[H, W, 3]``; a batch ``[B, 3, H, W]`` -> ``[B, H, W, 3]``.
     """
+    from .backbones import normalisation
+
     x = _numpy(pixel_values)
     if x.ndim not in (3, 4) or x.shape[-3] != 3:
         raise ValueError(f"to_image expects [3, H, W] or [B, 3, H, W], got shape {x.shape}")
-    return np.clip(np.moveaxis(x, -3, -1) * 0.5 + 0.5, 0.0, 1.0)
+    mean, std = (np.asarray(v, dtype=x.dtype) for v in normalisation(model, processor))
+    return np.clip(np.moveaxis(x, -3, -1) * std + mean, 0.0, 1.0)
 
 
 def upsample(heatmap, size: tuple[int, int]) -> np.ndarray:
@@ -205,7 +210,8 @@ def _short(name: str, width: int = 22) -> str:
 
 
 def heatmap_grid(images, maps, col_titles, row_labels=None, signed: bool = False,
-                 title: str | None = None, cell: float = 1.9, image_column: bool = True):
+                 title: str | None = None, cell: float = 1.9, image_column: bool = True,
+                 scale: str = "row"):
     """A grid: rows = samples (or layers), columns = the image then one map per method / layer / head.
 
     ``images``: ``[R, 3, H, W]`` (processor-normalised), ``[R, H, W, 3]`` or ``None`` (maps
@@ -213,9 +219,16 @@ def heatmap_grid(images, maps, col_titles, row_labels=None, signed: bool = False
     (array, tensor or nested lists); ``col_titles``: C names; ``row_labels``: R strings written
     under each image (e.g. :func:`sample_label`), or left of the first map without the image column.
     Unsigned maps are overlaid (:func:`overlay`, normalised per map, one shared colour bar); signed
-    maps use :func:`signed_map` with one limit per row (a colour bar per row). Returns ``(fig, axes)``.
+    maps use :func:`signed_map` with one limit per row (``scale="row"``: a colour bar per row, in
+    relevance), or each map divided by its own :func:`symmetric_limit` (``scale="map"``: patterns
+    compared across maps of very different magnitude; one colour bar from -1 to 1). Returns
+    ``(fig, axes)``.
     """
+    if scale not in ("row", "map"):
+        raise ValueError(f"scale must be 'row' or 'map', got {scale!r}")
     maps = [[_numpy(m) for m in row] for row in maps]
+    if signed and scale == "map":
+        maps = [[m / symmetric_limit(m) for m in row] for row in maps]
     n_rows, n_cols = len(maps), len(maps[0])
     if len(col_titles) != n_cols:
         raise ValueError(f"{n_cols} map columns but {len(col_titles)} column titles")
@@ -229,7 +242,7 @@ def heatmap_grid(images, maps, col_titles, row_labels=None, signed: bool = False
         if row_labels is not None:
             label_ax = axes[r, 0]
             (label_ax.set_xlabel if image_column else label_ax.set_ylabel)(row_labels[r], fontsize=8)
-        limit = symmetric_limit(np.stack(maps[r])) if signed else None
+        limit = (1.0 if scale == "map" else symmetric_limit(np.stack(maps[r]))) if signed else None
         for c in range(n_cols):
             ax = axes[r, c + first]
             col_title = col_titles[c] if r == 0 else None
@@ -239,8 +252,11 @@ def heatmap_grid(images, maps, col_titles, row_labels=None, signed: bool = False
                                     limit=limit)
             else:
                 handle = overlay(ax, image, maps[r][c], title=col_title)
-        if signed:
+        if signed and scale == "row":
             fig.colorbar(handle, ax=axes[r, first:], fraction=0.02, pad=0.01, label="relevance")
+    if signed and scale == "map":
+        fig.colorbar(handle, ax=axes[:, first:], fraction=0.02, pad=0.01,
+                     label="relevance / the map's 99th percentile of |R|")
     if not signed:
         fig.colorbar(handle, ax=axes[:, first:], fraction=0.02, pad=0.01,
                      label="relative score per map (min-max)")
@@ -414,7 +430,7 @@ def plot_curves(ax, x, curves: dict, styles: dict, legend_labels: bool = True, s
         ax.plot(x, _numpy(y), label=name if legend_labels else None, **style)
 
 
-_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
+_NAME = re.compile(r"^\d\d_[a-z0-9_]+(/[A-Za-z0-9._-]+)*$")
 
 
 def figure_dir() -> Path:
@@ -491,11 +507,13 @@ def write_png(fig, path) -> Path:
 def save(fig, name: str) -> Path:
     """Write ``fig`` to ``figures/<name>.png`` (:func:`write_png`) and return the path.
 
-    ``name`` is ``NN_what_it_shows``: the notebook's number first, lower case, no extension.
+    ``name`` is ``NN_what_it_shows``: the notebook's number first, lower case, no extension; or a
+    file in a folder of such a name, ``NN_what/<sub folders>/<file>`` (e.g. one folder a sample).
     """
-    if not _NAME.match(name):
+    if not _NAME.match(name) or ".." in name.split("/"):
         raise ValueError(f"figure name {name!r} must look like '01_what_it_shows' (the notebook's "
-                         "two-digit number, then lower-case words joined by '_', no extension)")
+                         "two-digit number, then lower-case words joined by '_', no extension), "
+                         "optionally followed by '/<folder>/<file>'")
     return write_png(fig, figure_dir() / f"{name}.png")
 
 

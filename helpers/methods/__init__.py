@@ -88,9 +88,9 @@ def _predicted_classes(model, pixel_values: Tensor) -> Tensor:
         return model(pixel_values=pixel_values).logits.argmax(dim=-1)
 
 
-def _to_pixels(maps: Tensor, size: int) -> Tensor:
-    """Bilinear upsampling of ``[B, h, w]`` patch maps to ``[B, size, size]``."""
-    return F.interpolate(maps[:, None], size=(size, size), mode="bilinear",
+def _to_pixels(maps: Tensor, size) -> Tensor:
+    """Bilinear upsampling of ``[B, h, w]`` patch maps to ``[B, H, W]`` (``size = (H, W)``)."""
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear",
                          align_corners=False)[:, 0]
 
 
@@ -98,7 +98,9 @@ def explain(model, pixel_values: Tensor, method: str, target=None, resolution: s
             **options) -> Tensor:
     """Explain ``model``'s decision for ``target`` on each image with ``method``.
 
-    - ``model``: a ViTForImageClassification with eager attention (``helpers.load_model``).
+    - ``model``: a classifier of a class in :data:`helpers.backbones.ADAPTERS` (ViT, DeiT,
+      distilled DeiT, DINOv2 with or without registers) with eager attention
+      (``helpers.load_model``).
     - ``pixel_values``: ``[B, 3, H, W]`` from the model's image processor (moved to the model's
       device).
     - ``method``: a name in :data:`METHODS`; ``options`` are that method's keywords.
@@ -124,7 +126,7 @@ def explain(model, pixel_values: Tensor, method: str, target=None, resolution: s
     with _base.eval_mode(model), torch.autocast(pixel_values.device.type, enabled=False):
         maps = function(model, pixel_values, targets, **pixel_option, **options)
     if resolution == "pixel" and not native_pixel:
-        maps = _to_pixels(maps, model.config.image_size)
+        maps = _to_pixels(maps, pixel_values.shape[-2:])
     return maps.detach().float()
 
 

@@ -20,21 +20,21 @@ from numbers import Integral
 import torch
 from torch import Tensor
 
+from ..backbones import Adapter, adapter_for
 
-def check_model(model) -> None:
-    """Raise a clear error unless ``model`` is a ViTForImageClassification with eager attention."""
-    from transformers import ViTForImageClassification
 
-    if not isinstance(model, ViTForImageClassification):
-        raise TypeError(f"explain needs a transformers ViTForImageClassification, got "
-                        f"{type(model).__name__}. Load one with helpers.load_model(...).")
+def check_model(model) -> Adapter:
+    """The model's backbone adapter, after checking the model is supported and uses eager
+    attention (clear errors otherwise)."""
+    adapter = adapter_for(model)
     implementation = model.config._attn_implementation
     if implementation != "eager":
         raise ValueError(
             f"The model uses {implementation!r} attention, which returns no attention maps in "
-            "transformers 5 (they would be silently empty). Load it with "
-            "ViTForImageClassification.from_pretrained(..., attn_implementation=\"eager\") or "
+            f"transformers 5 (they would be silently empty). Load it with "
+            f"{type(model).__name__}.from_pretrained(..., attn_implementation=\"eager\") or "
             "helpers.load_model(...).")
+    return adapter
 
 
 def check_pixel_values(model, pixel_values) -> Tensor:
@@ -55,10 +55,9 @@ def check_pixel_values(model, pixel_values) -> Tensor:
     if channels != config.num_channels:
         raise ValueError(f"pixel_values has {channels} channels, the model expects "
                          f"{config.num_channels}: convert the images to RGB before processing.")
-    if (height, width) != (config.image_size, config.image_size):
-        raise ValueError(f"pixel_values are {height}x{width}, the model expects "
-                         f"{config.image_size}x{config.image_size}: resize with the model's "
-                         "image processor.")
+    problem = adapter_for(model).check_size(height, width)
+    if problem:
+        raise ValueError(problem)
     parameter = next(model.parameters())
     return pixel_values.to(device=parameter.device, dtype=parameter.dtype)
 
@@ -92,15 +91,15 @@ def check_targets(model, target, batch_size: int) -> Tensor | None:
     return targets.to(next(model.parameters()).device)
 
 
-def patch_grid(model) -> tuple[int, int]:
-    """The (rows, columns) of the model's patch grid, e.g. (14, 14) for ViT-B/16 at 224 px."""
-    side = model.config.image_size // model.config.patch_size
-    return side, side
+def patch_grid(model, pixel_values: Tensor | None = None) -> tuple[int, int]:
+    """The (rows, columns) of the model's patch grid for ``pixel_values`` (None: the configured
+    input size), e.g. (14, 14) for ViT-B/16 at 224 px."""
+    return adapter_for(model).grid(pixel_values)
 
 
-def to_patch_grid(model, patch_scores: Tensor) -> Tensor:
-    """Reshape per-patch scores ``[B, h*w]`` (CLS excluded, row-major) to ``[B, h, w]``."""
-    return patch_scores.reshape(patch_scores.shape[0], *patch_grid(model))
+def to_patch_grid(model, patch_scores: Tensor, pixel_values: Tensor) -> Tensor:
+    """Reshape per-patch scores ``[B, h*w]`` (prefix tokens excluded, row-major) to ``[B, h, w]``."""
+    return patch_scores.reshape(patch_scores.shape[0], *patch_grid(model, pixel_values))
 
 
 @contextmanager

@@ -53,11 +53,11 @@ def cls_attention_all(model, pixel_values: Tensor) -> Tensor:
     For the attention notebook (one small multiple per layer × head). Checks its inputs like
     :func:`helpers.explain`.
     """
-    _base.check_model(model)
+    adapter = _base.check_model(model)
     pixel_values = _base.check_pixel_values(model, pixel_values)
     attentions = _base.forward(model, pixel_values, track_grad=False).attentions
-    cls_rows = torch.stack([a[:, :, 0, 1:] for a in attentions], dim=1)
-    return cls_rows.reshape(*cls_rows.shape[:3], *_base.patch_grid(model)).float()
+    cls_rows = torch.stack([adapter.read_rows(a) for a in attentions], dim=1)
+    return cls_rows.reshape(*cls_rows.shape[:3], *adapter.grid(pixel_values)).float()
 
 
 def attention(model, pixel_values: Tensor, targets: Tensor | None = None, *, layer: int = -1,
@@ -66,8 +66,8 @@ def attention(model, pixel_values: Tensor, targets: Tensor | None = None, *, lay
     index = layer_index(model, layer)
     check_head_fusion(head_fusion)
     attentions = _base.forward(model, pixel_values, track_grad=False).attentions
-    cls_row = fuse_heads(attentions[index][:, :, 0, 1:], head_fusion)
-    return _base.to_patch_grid(model, cls_row)
+    cls_row = fuse_heads(_base.adapter_for(model).read_rows(attentions[index]), head_fusion)
+    return _base.to_patch_grid(model, cls_row, pixel_values)
 
 
 attention.resolves_target = True  # class-agnostic: the target is not used

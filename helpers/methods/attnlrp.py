@@ -1,4 +1,4 @@
-"""AttnLRP / CP-LRP with Gamma rules for Hugging Face ``ViTForImageClassification``.
+"""AttnLRP / CP-LRP with Gamma rules for the Hugging Face classifiers of :mod:`helpers.backbones`.
 
 Layer-wise Relevance Propagation redistributes the target logit ``f_t(x)`` backwards, layer by
 layer, onto the input pixels. We use the *gradient x input* formulation of lxt (Achtibat et al.,
@@ -28,6 +28,10 @@ Rules, module by module (``layer_map(model, ...)`` prints them for a given model
   ``R_in = x (R_out - s * sum R_out)`` (Proposition 3.1). This variant is not conservative
   through the softmax by design of the paper.
 - Residual additions, the CLS token and position embeddings: plain gradient x input.
+- Other backbones (the module of each role comes from the model's adapter): DeiT's distillation
+  token and DINOv2's registers like the CLS token; DINOv2's layer scale (a per-channel scale)
+  keeps its plain gradient, which conserves; a SwiGLU MLP ``down(silu(gate x) * up x)`` gets the
+  identity rule on the SiLU and the uniform rule on the product (each factor gets half).
 - Patch-embedding Conv2d: Gamma(``conv_gamma``); Linear layers: Gamma(``lin_gamma``) on the MLP
   (``fc1``, ``fc2``) and the classifier. This matches lxt's torchvision path, where zennit's
   ``(Linear -> Gamma)`` map reaches only those layers (torchvision's attention projections are
@@ -224,51 +228,48 @@ def _then(rule, description, output_rule):
 
 
 def _attention_rules(variant, projection_rule):
-    """Rules for q/k/v projections implementing the attention part of ``variant``."""
+    """Rules for the query/key/value projections implementing the attention part of ``variant``."""
     rules = _lxt().rules
     if variant == "cp":
         detach = _then(projection_rule, "stop-gradient (CP-LRP)", rules.stop_gradient)
-        return {"q_proj": detach, "k_proj": detach, "v_proj": projection_rule}
+        return {"query": detach, "key": detach, "value": projection_rule}
     quarter = _then(projection_rule, "gradient / 4 (uniform rule, AttnLRP)",
                     lambda t: rules.divide_gradient(t, 4))
     half = _then(projection_rule, "gradient / 2 (uniform rule, AttnLRP)",
                  lambda t: rules.divide_gradient(t, 2))
-    return {"q_proj": quarter, "k_proj": quarter, "v_proj": half}
-
-
-def _vit_body(model):
-    vit = getattr(model, "vit", None)
-    if vit is None or not hasattr(vit, "layers") or not hasattr(model, "classifier"):
-        raise TypeError(
-            "attnlrp needs a Hugging Face ViTForImageClassification (transformers >= 5: "
-            f"model.vit.layers, model.classifier); got {type(model).__name__}."
-        )
-    return vit
+    return {"query": quarter, "key": quarter, "value": half}
 
 
 def _rule_plan(model, conv_gamma, lin_gamma, variant, gamma_in_attention):
-    """List of (module name, module, rule) for every module whose backward is modified."""
+    """List of (module name, module, rule) for every module whose backward is modified.
+
+    Which module plays which role comes from the model's backbone adapter
+    (:meth:`helpers.backbones.Adapter.lrp_modules`); this function only gives each role its rule.
+    """
+    from ..backbones import adapter_for
+
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    vit = _vit_body(model)
+    adapter = adapter_for(model)
     lxt = _lxt()
-    layer_norm = _Rule("identity rule (std detached)",
-                       lambda module, forward: lxt.patches.layer_norm_forward.__get__(module))
-    activation = _Rule("identity rule",
-                       lambda module, forward: lambda x: lxt.rules.identity_rule_implicit(forward, x))
     mlp_linear = _plain_or_gamma(lin_gamma)
     projection = mlp_linear if gamma_in_attention else _plain_or_gamma(None)
-    attention = _attention_rules(variant, projection)
-
-    modules = [(vit.embeddings.patch_embeddings.projection, _plain_or_gamma(conv_gamma))]
-    for layer in vit.layers:
-        modules += [(getattr(layer.attention, name), attention[name]) for name in attention]
-        modules += [(layer.attention.o_proj, projection), (layer.mlp.fc1, mlp_linear),
-                    (layer.mlp.activation_fn, activation), (layer.mlp.fc2, mlp_linear)]
-    modules += [(module, layer_norm) for module in model.modules() if isinstance(module, nn.LayerNorm)]
-    modules.append((model.classifier, mlp_linear))
+    rules = {
+        "patch_embedding": _plain_or_gamma(conv_gamma),
+        **_attention_rules(variant, projection),
+        "attention_output": projection,
+        "mlp_linear": mlp_linear,
+        "classifier": mlp_linear,
+        "layer_norm": _Rule("identity rule (std detached)",
+                            lambda module, forward: lxt.patches.layer_norm_forward.__get__(module)),
+        "activation": _Rule("identity rule", lambda module, forward:
+                            lambda x: lxt.rules.identity_rule_implicit(forward, x)),
+        "gated_product": _Rule("uniform rule on the gate product (gradient / 2 to each factor)",
+                               lambda module, forward: adapter.gated_forward(
+                                   module, lambda a, b: lxt.rules.divide_gradient(a * b, 2))),
+    }
     names = {module: name for name, module in model.named_modules()}
-    return [(names[module], module, rule) for module, rule in modules]
+    return [(names[module], module, rules[role]) for module, role in adapter.lrp_modules()]
 
 
 def resolve_gammas(preset=None, conv_gamma=None, lin_gamma=None):

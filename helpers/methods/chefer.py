@@ -52,7 +52,8 @@ def chefer(model, pixel_values: Tensor, targets: Tensor | None = None) -> Tensor
     gradients = _base.attention_gradients(score, outputs.attentions)
     weighted = (gradient_weighted_attention(a.detach(), g)
                 for a, g in zip(outputs.attentions, gradients))
-    return _base.to_patch_grid(model, accumulate_relevance(weighted)[:, 0, 1:])
+    relevance = accumulate_relevance(weighted)
+    return _base.to_patch_grid(model, _base.adapter_for(model).read_rows(relevance), pixel_values)
 
 
 chefer.resolves_target = True  # None: the arg-max of its own forward pass

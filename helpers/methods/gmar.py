@@ -72,7 +72,8 @@ def gmar(model, pixel_values: Tensor, targets: Tensor | None = None, *, norm: st
     """GMAR's CLS→patch rollout for ``targets`` (None: the predicted class): ``[B, h, w]``."""
     attentions, weights = attention_and_head_weights(model, pixel_values, targets, norm)
     fused = (weighted_heads(a, weights[:, layer]) for layer, a in enumerate(attentions))
-    return _base.to_patch_grid(model, rollout_matrix(fused)[:, 0, 1:])
+    return _base.to_patch_grid(model, _base.adapter_for(model).read_rows(rollout_matrix(fused)),
+                               pixel_values)
 
 
 gmar.resolves_target = True  # None: the arg-max of its own forward pass

@@ -63,23 +63,25 @@ def layer_indices(layers, num_layers: int) -> list[int]:
 
 
 def layer_score(model, hidden_state: Tensor, targets: Tensor) -> Tensor:
-    """``Σ_b classifier(LayerNorm(h[b, CLS]))[t_b]``: the head applied to an intermediate layer."""
+    """``Σ_b head(h_b)[t_b]``: the model's own head (final norm included, e.g. ViT's
+    ``classifier(LayerNorm(h[CLS]))``) applied to an intermediate layer's tokens."""
     with torch.enable_grad():
-        logits = model.classifier(model.vit.layernorm(hidden_state[:, 0]))
+        logits = _base.adapter_for(model).head(hidden_state)
         return _base.target_score(logits, targets)
 
 
 def legrad(model, pixel_values: Tensor, targets: Tensor | None = None, *, layers=None) -> Tensor:
     """LeGrad's patch map for ``targets`` (None: the predicted class): ``[B, h, w]``."""
     chosen = layer_indices(layers, model.config.num_hidden_layers)
+    prefix = _base.adapter_for(model).num_prefix
     outputs = _base.forward(model, pixel_values, track_grad=True, hidden_states=True)
     targets = _base.predicted_unless_given(targets, outputs.logits)
     maps = []
     for index in chosen:
         score = layer_score(model, outputs.hidden_states[index + 1], targets)
         gradient, = torch.autograd.grad(score, outputs.attentions[index], retain_graph=True)
-        maps.append(gradient.clamp(min=0).mean(dim=(1, 2))[:, 1:])
-    return _base.to_patch_grid(model, torch.stack(maps).mean(dim=0))
+        maps.append(gradient.clamp(min=0).mean(dim=(1, 2))[:, prefix:])
+    return _base.to_patch_grid(model, torch.stack(maps).mean(dim=0), pixel_values)
 
 
 legrad.resolves_target = True  # None: the arg-max of its own forward pass

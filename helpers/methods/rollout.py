@@ -81,7 +81,8 @@ def rollout(model, pixel_values: Tensor, targets: Tensor | None = None, *,
     check_discard_ratio(discard_ratio)
     attentions = _base.forward(model, pixel_values, track_grad=False).attentions
     fused = (discard_lowest(fuse_heads(a, head_fusion), discard_ratio) for a in attentions)
-    return _base.to_patch_grid(model, rollout_matrix(fused)[:, 0, 1:])
+    return _base.to_patch_grid(model, _base.adapter_for(model).read_rows(rollout_matrix(fused)),
+                               pixel_values)
 
 
 rollout.resolves_target = True  # class-agnostic: the target is not used
