@@ -460,35 +460,68 @@ def png_bytes(fig, dpi: float = DPI) -> bytes:
                 metadata={"Software": None})
     fig.stale = False  # drawn as it is now; any later change to an artist marks it stale again
     out = io.BytesIO()
-    _palette_image(np.asarray(Image.open(rendered).convert("RGB"))).save(out, format="png")
+    rgb = np.asarray(Image.open(rendered).convert("RGB"))
+    _palette_image(rgb, keep=_drawing_colours(fig)).save(out, format="png")
     fig._course_png = (dpi, out.getvalue())
     return out.getvalue()
 
 
-def _palette_image(rgb: np.ndarray, colours: int = PALETTE_COLOURS, refinements: int = 2) -> Image.Image:
-    """``[H, W, 3]`` uint8 -> a palette image. The palette: median cut over the image's distinct
-    colours, each weighted by ``sqrt(pixels)`` (so a colour bar or a thin line keeps its hues beside
-    large areas of one colour), then ``refinements`` weighted k-means (Lloyd) steps; colours that
-    cover at least 1 % of the image are kept exactly; every pixel takes its nearest palette colour
-    (exact for images with at most ``colours`` colours). Deterministic; no dithering."""
+def _drawing_colours(fig, limit: int = 64) -> np.ndarray:
+    """The opaque colours the figure's artists draw with (lines, markers, bars, legend patches), as
+    ``[N, 3]`` uint8, at most ``limit`` (a colour-mapped scatter with more is left out: its colours
+    are a gradient the palette approximates well anyway)."""
+    from matplotlib.colors import to_rgba_array
+
+    found = []
+    for artist in fig.findobj():
+        for getter in ("get_facecolor", "get_edgecolor", "get_color", "get_markerfacecolor"):
+            try:
+                colours = to_rgba_array(getattr(artist, getter)())
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if len(colours) <= limit:
+                found.append(colours[colours[:, 3] == 1, :3])
+    if not found:
+        return np.zeros((0, 3), np.uint8)
+    colours = np.unique(np.rint(np.concatenate(found) * 255).astype(np.uint8), axis=0)
+    return colours if len(colours) <= limit else np.zeros((0, 3), np.uint8)
+
+
+def _palette_image(rgb: np.ndarray, colours: int = PALETTE_COLOURS, refinements: int = 2,
+                   keep: np.ndarray | None = None) -> Image.Image:
+    """``[H, W, 3]`` uint8 -> a palette image. Kept exactly, each in a palette entry of its own:
+    colours that cover at least 1 % of the image (the white background) and the colours of ``keep``
+    that the image shows (:func:`_drawing_colours`: the hues that tell one head or one method from
+    another must not merge, however few pixels their markers cover). The other entries: median
+    cut over the image's distinct colours, each weighted by ``sqrt(pixels)`` (so a colour bar or a
+    thin line keeps its hues beside large areas of one colour), then ``refinements`` weighted
+    k-means (Lloyd) steps; every pixel takes its nearest palette colour (exact for images with at
+    most ``colours`` colours). Deterministic; no dithering."""
     from scipy.spatial import cKDTree
 
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     distinct, inverse, counts = np.unique(codes.ravel(), return_inverse=True, return_counts=True)
     distinct_rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], -1).astype(np.uint8)
-    weights = np.sqrt(counts)
-    weighted = np.repeat(distinct_rgb, np.ceil(weights).astype(int), axis=0)
-    palette = Image.fromarray(weighted[None]).quantize(colours, method=Image.Quantize.MEDIANCUT)
-    palette = np.asarray(palette.getpalette()[:3 * colours], dtype=float).reshape(-1, 3)
-    for _ in range(refinements):
-        _, nearest = cKDTree(palette).query(distinct_rgb.astype(float))
-        mass = np.bincount(nearest, weights, minlength=len(palette))
-        sums = np.stack([np.bincount(nearest, weights * distinct_rgb[:, c], minlength=len(palette))
-                         for c in range(3)], -1)
-        palette[mass > 0] = sums[mass > 0] / mass[mass > 0, None]
-    _, nearest = cKDTree(palette).query(distinct_rgb.astype(float))
-    large = np.flatnonzero(counts >= 0.01 * counts.sum())[::-1]  # areas of one colour (the white
-    palette[nearest[large]] = distinct_rgb[large]  # background) keep it exactly
+    exact = counts >= 0.01 * counts.sum()
+    if keep is not None and len(keep):
+        keep_codes = (keep[:, 0].astype(np.int32) << 16) | (keep[:, 1].astype(np.int32) << 8) | keep[:, 2]
+        exact |= np.isin(distinct, keep_codes)
+    exact_rgb = distinct_rgb[exact][:colours // 2]
+    free = colours - len(exact_rgb)
+    if len(distinct) <= colours:
+        palette = distinct_rgb.astype(float)
+    else:
+        weights = np.sqrt(counts)
+        weighted = np.repeat(distinct_rgb, np.ceil(weights).astype(int), axis=0)
+        palette = Image.fromarray(weighted[None]).quantize(free, method=Image.Quantize.MEDIANCUT)
+        palette = np.asarray(palette.getpalette()[:3 * free], dtype=float).reshape(-1, 3)
+        for _ in range(refinements):
+            _, nearest = cKDTree(palette).query(distinct_rgb.astype(float))
+            mass = np.bincount(nearest, weights, minlength=len(palette))
+            sums = np.stack([np.bincount(nearest, weights * distinct_rgb[:, c], minlength=len(palette))
+                             for c in range(3)], -1)
+            palette[mass > 0] = sums[mass > 0] / mass[mass > 0, None]
+        palette = np.concatenate([exact_rgb.astype(float), palette])
     palette = np.rint(palette).astype(np.uint8)
     _, nearest = cKDTree(palette.astype(float)).query(distinct_rgb.astype(float))
     image = Image.fromarray(nearest[inverse].reshape(rgb.shape[:2]).astype(np.uint8), mode="P")

@@ -68,6 +68,21 @@ def test_heatmap_grid_shape_titles_and_labels():
         viz.heatmap_grid(torch.zeros(2, 3, 8, 8), maps, ["a"])
 
 
+def test_heatmap_grid_scales_each_signed_map_on_its_own():
+    pattern = np.random.default_rng(1).standard_normal((14, 14))
+    maps = np.stack([pattern, 1000 * pattern])[None]  # one row: same pattern, 1000x the magnitude
+    fig, axes = viz.heatmap_grid(None, maps, ["small", "large"], signed=True, image_column=False,
+                                 scale="map")
+    small, large = (ax.get_images()[-1] for ax in axes[0])
+    np.testing.assert_allclose(small.get_array(), large.get_array(), rtol=1e-5)  # same colours
+    assert small.get_clim() == (-1.0, 1.0)
+    fig, axes = viz.heatmap_grid(None, maps, ["small", "large"], signed=True, image_column=False)
+    small, large = (ax.get_images()[-1] for ax in axes[0])
+    assert np.abs(small.get_array()).max() < 0.01 * large.get_clim()[1]  # one limit a row
+    with pytest.raises(ValueError, match="scale"):
+        viz.heatmap_grid(None, maps, ["small", "large"], signed=True, scale="column")
+
+
 def test_signed_overlay_lets_the_image_show_where_relevance_is_small():
     fig, (a, b) = plt.subplots(1, 2)
     rel = np.zeros((14, 14))
@@ -169,9 +184,11 @@ def test_save_writes_png_to_ci_folder_only_at_ci_scale(tmp_path, monkeypatch):
     assert (path.parent / ".gitignore").read_text().strip() == "*"
     monkeypatch.setenv("COURSE_SCALE", "full")
     assert viz.save(fig, "01_line") == tmp_path / "figures" / "01_line.png"
-    for bad in ("line", "01_line.png", "1_line", "01 Line"):
+    for bad in ("line", "01_line.png", "1_line", "01 Line", "01_line/../x", "01_line/"):
         with pytest.raises(ValueError, match="01_what_it_shows"):
             viz.save(fig, bad)
+    sub = viz.save(fig, "04_lrp/sample_1/heatmap")  # one folder a sample
+    assert sub == tmp_path / "figures" / "04_lrp" / "sample_1" / "heatmap.png" and sub.exists()
 
 
 def test_pngs_are_compact_and_reproducible(tmp_path):
@@ -226,3 +243,20 @@ def test_live_widgets_only_with_a_person(monkeypatch, capsys):
     import ipywidgets
 
     assert viz.live_widgets() is ipywidgets
+
+
+def test_small_markers_keep_their_own_colours_beside_a_colour_map():
+    """Ten categories drawn as small dots beside an image with a smooth colour map (thousands of
+    colours): every category's colour must stay exact and distinct (the palette once merged two
+    heads' hues into one)."""
+    from PIL import Image
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6, 3))
+    left.imshow(np.random.default_rng(0).random((64, 64)), cmap="viridis")
+    hues = plt.get_cmap("tab10").colors
+    for k, hue in enumerate(hues):
+        right.scatter([k], [k], s=6, color=hue)
+    image = Image.open(io.BytesIO(viz.png_bytes(fig))).convert("RGB")
+    shown = {colour for _, colour in image.getcolors(1 << 16)}
+    expected = {tuple(int(round(255 * c)) for c in hue) for hue in hues}
+    assert expected <= shown, f"merged or shifted: {sorted(expected - shown)}"
