@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # (nbconvert can deadlock on ipywidgets.interact); each explorer draws a static view instead.
 export COURSE_BATCH := 1
 
-.PHONY: setup run test test-real bench tiny-model figures sync clean lock assignments grade
+.PHONY: setup run test test-real bench tiny-model tiny-models figures sync clean lock assignments grade
 
 setup: $(VENV)/.installed
 
@@ -85,9 +85,15 @@ grade: setup
 	@test -d assignments/dist || { echo "no autograders yet: run 'make assignments' first"; exit 2; }
 	$(PY) -m helpers.assignments grade "$(SUBMISSIONS)"
 
-# Retrain the tiny offline model from scratch (a few minutes on 2 CPU cores).
+# Retrain the tiny offline ViT from scratch (a few minutes on 2 CPU cores).
 tiny-model: setup
-	$(PY) -m helpers.train_tiny
+	$(PY) -m helpers.train_tiny --model vit
+
+# Retrain all three tiny models from scratch: the ViT, then the DeiT (distilled from that ViT) and
+# the DINOv2. Each one's manifest.json records its accuracies and how long it took.
+tiny-models: tiny-model
+	$(PY) -m helpers.train_tiny --model deit
+	$(PY) -m helpers.train_tiny --model dinov2
 
 sync: setup
 	$(PY) -m helpers.colab

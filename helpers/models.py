@@ -2,10 +2,11 @@
 
 The *real* world is ``google/vit-base-patch16-224`` (Dosovitskiy et al. 2021) from the Hugging Face
 hub; the *offline* world is a tiny ViT trained in this repository on generated scenes (weights
-under ``data/tiny_vit/``). Both go through :func:`load_model`, which always returns a
-``ViTForImageClassification`` with eager attention (transformers 5 defaults to SDPA, which silently
-returns no attention maps) in eval mode, and its image processor. Which world runs is decided by
-:func:`helpers.world.resolve_world`.
+under ``data/tiny_vit/``), with a tiny DeiT and a tiny DINOv2 beside it (``data/tiny_deit/``,
+``data/tiny_dinov2/``; :mod:`helpers.train_tiny`). All go through :func:`load_model`, which returns
+the checkpoint's classifier class (one of :data:`SUPPORTED_CLASSES`) with eager attention
+(transformers 5 defaults to SDPA, which silently returns no attention maps) in eval mode, and its
+image processor. Which world runs is decided by :func:`helpers.world.resolve_world`.
 
 Precision: :func:`inference_precision` is the one place that decides how predictions are computed
 (``"auto"``: bfloat16 autocast on a GPU that has it natively, float16 autocast on an older one
@@ -22,7 +23,15 @@ from pathlib import Path
 import torch
 
 REAL_MODEL = "google/vit-base-patch16-224"
-TINY_DIR = Path(__file__).resolve().parent.parent / "data" / "tiny_vit"
+_DATA = Path(__file__).resolve().parent.parent / "data"
+# load_model's names for the models trained in this repository, and their folders.
+TINY_MODELS = {"tiny": _DATA / "tiny_vit", "tiny-deit": _DATA / "tiny_deit",
+               "tiny-dinov2": _DATA / "tiny_dinov2"}
+TINY_DIR = TINY_MODELS["tiny"]
+# The classifier classes load_model builds (from the checkpoint's config.architectures).
+SUPPORTED_CLASSES = ("ViTForImageClassification", "DeiTForImageClassification",
+                     "DeiTForImageClassificationWithTeacher", "Dinov2ForImageClassification",
+                     "Dinov2WithRegistersForImageClassification")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _HUB_HOST = "huggingface.co"
@@ -103,22 +112,26 @@ def inference_precision(device, precision: str = "auto"):
 
 
 def load_model(name: str | None = None, world: str | None = None, device: str = "cpu"):
-    """Load ``(model, processor)``: a ViTForImageClassification (eager attention, eval mode).
+    """Load ``(model, processor)``: an image classifier (eager attention, eval mode).
 
-    ``name``: ``"tiny"`` (the offline model in ``data/tiny_vit``), a hub id such as
-    ``"google/vit-base-patch16-224"``, or a local directory saved with ``save_pretrained``.
-    ``None`` takes the world's model (see :func:`helpers.world.resolve_world`). Weights are read from safetensors
-    only; no remote code is ever run.
+    ``name``: ``"tiny"``, ``"tiny-deit"`` or ``"tiny-dinov2"`` (the offline models in ``data/``,
+    :data:`TINY_MODELS`), a hub id such as ``"google/vit-base-patch16-224"`` or
+    ``"facebook/deit-base-distilled-patch16-224"``, or a local directory saved with
+    ``save_pretrained``. ``None`` takes the world's model (see :func:`helpers.world.resolve_world`).
+    The class is the checkpoint's own (``config.architectures``: ViT, DeiT with or without teacher,
+    DINOv2 with or without registers). Weights are read from safetensors only; no remote code is
+    ever run.
     """
     if name is None:
         from .world import resolve_world
 
         name = REAL_MODEL if resolve_world(world) == "real" else "tiny"
-    if name == "tiny":
-        if not (TINY_DIR / "model.safetensors").is_file():
-            raise FileNotFoundError(f"The tiny model is missing from {TINY_DIR.name}/; rebuild it "
-                                    "with `make tiny-model`.")
-        return _from_pretrained(str(TINY_DIR), device, local_only=True)
+    if name in TINY_MODELS:
+        folder = TINY_MODELS[name]
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"The tiny model {name!r} is missing from data/{folder.name}/; "
+                                    "rebuild it with `make tiny-models`.")
+        return _from_pretrained(str(folder), device, local_only=True)
     if Path(name).is_dir():
         return _from_pretrained(name, device, local_only=True)
     if _is_cached(name):
@@ -131,12 +144,25 @@ def load_model(name: str | None = None, world: str | None = None, device: str = 
     return _from_pretrained(name, device, local_only=False)
 
 
+def _model_class(source: str, local_only: bool):
+    """The transformers class named by the checkpoint's ``config.architectures`` (ViT when it
+    names none), if it is one of :data:`SUPPORTED_CLASSES`."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(source, local_files_only=local_only)
+    name = (config.architectures or ["ViTForImageClassification"])[0]
+    if name not in SUPPORTED_CLASSES:
+        raise ValueError(f"{source!r} is a {name}; the course explains only "
+                         f"{', '.join(SUPPORTED_CLASSES)}.")
+    return getattr(transformers, name)
+
+
 def _from_pretrained(source: str, device: str, local_only: bool):
-    from transformers import AutoImageProcessor, ViTForImageClassification
+    from transformers import AutoImageProcessor
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar would freeze in saved notebooks
-    model = ViTForImageClassification.from_pretrained(
+    model = _model_class(source, local_only).from_pretrained(
         source, attn_implementation="eager", use_safetensors=True, local_files_only=local_only)
     processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
     return model.to(device).eval(), processor
