@@ -17,6 +17,7 @@ on :mod:`helpers.metrics`; the notebook only aggregates and plots them.
 """
 from __future__ import annotations
 
+import copy
 from functools import partial
 
 import pandas as pd
@@ -67,22 +68,34 @@ def _in_batches(fn, pixel_values: torch.Tensor, targets: torch.Tensor, batch_siz
 
 def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
                      batch_size: int = 16, references: bool = True, seed: int = 0,
-                     progress: bool | None = None) -> dict:
+                     progress: bool | None = None, ids=None, cache=None) -> dict:
     """``{label: maps [N, h, w]}`` (CPU) of every variant on the patch grid, explaining ``targets``
     (model-head indices, one per image), ``batch_size`` images per call of :func:`helpers.explain`.
 
     ``references=True`` adds :data:`RANDOM` (:func:`helpers.metrics.random_order_maps`, seeded)
     and :data:`UNIFORM` (all ones: every patch equally relevant). ``progress``: a bar over the
-    variants (None: unless a batch run, :func:`helpers.viz.progress_bar`).
+    variants (None: unless a batch run, :func:`helpers.viz.progress_bar`). With ``ids`` (one per
+    image) and ``cache`` (a folder, e.g. :func:`helpers.predict.cache_dir`), maps another call
+    (or notebook) already computed for the same model, image, target and variant are read back,
+    and only the others computed (:func:`helpers.map_cache.cached_maps`).
     """
+    from . import map_cache
     from .viz import progress_bar
 
+    if (ids is None) != (cache is None):
+        raise ValueError("pass both ids and cache (to reuse cached maps) or neither")
     device = next(model.parameters()).device
     pixel_values, targets = pixel_values.to(device), torch.as_tensor(targets).to(device)
+    fingerprint = map_cache.weights_fingerprint(model) if cache is not None else None
     maps = {}
     for label, (method, options) in progress_bar(variants.items(), progress, desc="explain"):
         run = partial(_explain, method, options, model)
-        maps[label] = _in_batches(run, pixel_values, targets, batch_size)
+        if cache is None:
+            maps[label] = _in_batches(run, pixel_values, targets, batch_size)
+            continue
+        compute = lambda chosen, run=run: _in_batches(run, pixel_values[chosen], targets[chosen], batch_size)
+        maps[label] = map_cache.cached_maps(compute, cache, model, method, options, ids,
+                                            targets.tolist(), fingerprint)
     if references:
         shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *patch_grid(model))
         maps[RANDOM] = metrics.random_order_maps(shape, seed=seed)
@@ -139,6 +152,20 @@ def predicted_targets(model, pixel_values: torch.Tensor, head_indices=None,
     return torch.cat(predictions)
 
 
+def scoring_copy(model):
+    """A copy of ``model`` for scoring only (logits, no attention weights, no gradients): the same
+    weights with fused attention (``attn_implementation="sdpa"``), about twice as fast per forward
+    pass on a CPU as the eager attention the explanation methods need; logits agree to ~1e-6.
+    ``model`` itself is left as it is (the copy has its own config). A model without SDPA support
+    is returned as it is."""
+    fast = copy.deepcopy(model)
+    try:
+        fast.set_attn_implementation("sdpa")
+    except (AttributeError, ImportError, ValueError):
+        return model
+    return fast
+
+
 def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, steps: int = 49,
                         baseline="zero", head_indices=None, batch_size: int = 64,
                         seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -148,12 +175,13 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     deletion, insertion``: the areas under the target-probability curves; deletion lower is
     better, insertion higher); ``curves`` the mean curve per variant (``variant, mode, fraction,
     probability``). ``targets`` are model-head indices; with ``head_indices`` the softmax runs over
-    those classes only (:class:`HeadSubset`). See :func:`helpers.metrics.deletion_insertion`.
+    those classes only (:class:`HeadSubset`). The perturbed images are scored by
+    :func:`scoring_copy` (fused attention). See :func:`helpers.metrics.deletion_insertion`.
     """
     targets = torch.as_tensor(targets).cpu()
-    scorer, positions = model, targets
+    scorer, positions = scoring_copy(model), targets
     if head_indices is not None:
-        scorer = HeadSubset(model, head_indices)
+        scorer = HeadSubset(scorer, head_indices)
         lookup = {int(h): p for p, h in enumerate(head_indices)}
         positions = torch.tensor([lookup[int(t)] for t in targets])
     areas, curves = [], []
@@ -171,24 +199,32 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     return pd.concat(areas, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 
-def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict, absolute: bool = False,
-                  seed: int = 0, progress: bool | None = None) -> pd.DataFrame:
+def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict, seed: int = 0,
+                  progress: bool | None = None) -> pd.DataFrame:
     """Cascading randomisation (Adebayo et al. 2018) of every variant: one row per variant, stage
-    and image, ``variant, step, stage, image, rho`` (Spearman correlation with the original map;
-    ``step`` 1 = the head randomised, the last = every weight randomised; ``absolute=True`` ranks
-    ``|map|``, the paper's second reading). See :func:`helpers.metrics.cascading_randomization`;
-    ``progress`` as in :func:`explain_variants`."""
+    and image, ``variant, step, stage, image, rho, rho_abs`` (Spearman correlation with the
+    original map: ``rho`` of the maps, ``rho_abs`` of their magnitudes ``|map|``, the paper's
+    second reading, from the same explanations; ``step`` 1 = the head randomised, the last = every
+    weight randomised). See :func:`helpers.metrics.cascading_randomization`; ``progress`` as in
+    :func:`explain_variants`."""
     from .viz import progress_bar
 
     targets = torch.as_tensor(targets)
     frames = []
     for label, (method, options) in progress_bar(variants.items(), progress, desc="sanity"):
-        explain_fn = partial(_explain, method, options)
-        stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets,
-                                                 absolute=absolute, seed=seed)
-        for step, (stage, rho) in enumerate(stages, start=1):
+        explained = []  # the original map, then one a stage
+
+        def explain_fn(randomised, pixels, chosen, method=method, options=options):
+            explained.append(_explain(method, options, randomised, pixels, chosen).detach())
+            return explained[-1]
+
+        stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets, seed=seed)
+        original = explained[0].abs()
+        for step, ((stage, rho), maps) in enumerate(zip(stages, explained[1:]), start=1):
+            rho_abs = metrics.spearman_per_image(original, maps.abs()).float().cpu()
             frames.append(pd.DataFrame({"variant": label, "step": step, "stage": stage,
-                                        "image": range(len(rho)), "rho": rho.numpy()}))
+                                        "image": range(len(rho)), "rho": rho.numpy(),
+                                        "rho_abs": rho_abs.numpy()}))
     return pd.concat(frames, ignore_index=True)
 
 

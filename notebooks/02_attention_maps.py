@@ -64,9 +64,11 @@ import pandas as pd
 import seaborn as sns
 
 import helpers
+from helpers import evaluate as E
 from helpers import metrics
 from helpers import predict as P
 from helpers import viz
+from helpers.backbones import adapter_for
 from helpers.methods.attention import cls_attention_all, fuse_heads
 
 helpers.set_data_dir(DATA_DIR)
@@ -82,10 +84,9 @@ n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_h
 # not run).
 
 # %%
-rows, pixel_values, dataset = P.load_selection(world, model=model, processor=processor,
-                                               n_correct=N_CORRECT, n_incorrect=N_INCORRECT,
-                                               seed=SEED, n_per_class=N_PER_CLASS)
-labels = [viz.sample_label(r.class_name, r.pred_name, r.confidence) for r in rows.itertuples()]
+rows, pixel_values, dataset, predicted, true_label, is_correct, labels = P.selected_samples(
+    model, processor, world, N_CORRECT, N_INCORRECT, SEED, N_PER_CLASS)  # checked: this model's
+grid = adapter_for(model).grid(pixel_values)  # (rows, columns) of patches: (14, 14) at 224 px, 16 px patches
 rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 
 # %% [markdown]
@@ -99,7 +100,7 @@ rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 # %%
 attention = cls_attention_all(model, pixel_values.to(DEVICE)).cpu()
 print("attention maps:", tuple(attention.shape))
-assert attention.shape == (len(rows), n_layers, n_heads, 14, 14)
+assert attention.shape == (len(rows), n_layers, n_heads, *grid)
 patch_share = attention.sum((-2, -1))  # the CLS row's mass on patches (the rest is on CLS itself)
 assert ((patch_share > 0) & (patch_share <= 1 + 1e-5)).all()
 print(f"share of CLS attention on patches (not on CLS itself): {patch_share.mean():.2f} on average, "
@@ -175,13 +176,14 @@ def cls_entropy(cls_attention: torch.Tensor) -> torch.Tensor:
 
 with torch.no_grad():
     outputs = model(pixel_values=pixel_values.to(DEVICE), output_attentions=True)
-distance = mean_attention_distance([a.float().cpu() for a in outputs.attentions], 14,
+distance = mean_attention_distance([a.float().cpu() for a in outputs.attentions], grid[0],
                                    model.config.patch_size)
 entropy = cls_entropy(attention)  # [images, layers, heads]
 assert distance.shape == entropy.shape == (len(rows), n_layers, n_heads)
-assert (entropy >= 0).all() and (entropy <= np.log(196) + 1e-4).all()
+n_patches = grid[0] * grid[1]
+assert (entropy >= 0).all() and (entropy <= np.log(n_patches) + 1e-4).all()
 n_tokens = outputs.attentions[0].shape[-1]
-uniform_distance = float(mean_attention_distance([torch.ones(1, 1, n_tokens, n_tokens)], 14,
+uniform_distance = float(mean_attention_distance([torch.ones(1, 1, n_tokens, n_tokens)], grid[0],
                                                  model.config.patch_size))  # every patch read evenly
 
 # %%
@@ -203,7 +205,7 @@ for group, colour in (("correct", viz.CORRECT_COLOUR), ("incorrect", viz.WRONG_C
     curve = entropy[chosen].mean(2)  # [images of the group, layers], heads averaged
     right.plot(layer_axis, curve.mean(0), "o-", color=colour, label=f"{group} (n={int(chosen.sum())})")
     right.fill_between(layer_axis, curve.min(0).values, curve.max(0).values, color=colour, alpha=0.15)
-right.axhline(np.log(196), color="black", ls="--", lw=1, label="uniform over 196 patches")
+right.axhline(np.log(n_patches), color="black", ls="--", lw=1, label=f"uniform over {n_patches} patches")
 right.set_xlabel("layer")
 right.set_ylabel("entropy of CLS attention (nats)")
 right.set_title("how spread out the CLS token reads (band: min-max over images)")
@@ -286,22 +288,23 @@ if widgets:
 # `mass = Σ_c f_c a_c / Σ_c a_c`   (`f_c` = fraction of patch `c` covered by the mask),
 #
 # which is the relevance mass accuracy of Arras et al. (2022) applied to attention
-# (`helpers.metrics.relevance_mass`). Attention spread evenly would score the object's **area
+# (`helpers.evaluate.localisation_scores`, which notebooks 03-05 use for every method). Attention spread evenly would score the object's **area
 # share** (the mask's fraction of the image), so that is the floor to beat.
 
 # %%
 if world == "offline":
     scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION_PER_CLASS,
                                   seed=SEED, processor=processor)
-    loader = torch.utils.data.DataLoader(scenes, batch_size=32)
-    mass, area = [], []
-    for batch in loader:
-        cls_maps = fuse_heads(cls_attention_all(model, batch["pixel_values"].to(DEVICE)).cpu().flatten(0, 1),
-                              HEAD_FUSION).unflatten(0, (len(batch["mask"]), n_layers))
-        masks = batch["mask"]
-        mass.append(torch.stack([metrics.relevance_mass(cls_maps[:, l], masks) for l in range(n_layers)], 1))
-        area.append(masks.float().mean((1, 2)))
-    mass, area = torch.cat(mass), torch.cat(area)  # [images, layers], [images]
+    layer_maps, masks = {layer: [] for layer in range(1, n_layers + 1)}, []  # heads fused, per layer
+    for batch in torch.utils.data.DataLoader(scenes, batch_size=32):
+        cls_maps = cls_attention_all(model, batch["pixel_values"].to(DEVICE)).cpu()  # [B, layers, heads, h, w]
+        fused_maps = fuse_heads(cls_maps.flatten(0, 1), HEAD_FUSION).unflatten(0, cls_maps.shape[:2])
+        for layer in layer_maps:
+            layer_maps[layer].append(fused_maps[:, layer - 1])
+        masks.append(batch["mask"])
+    scores = E.localisation_scores({layer: torch.cat(m) for layer, m in layer_maps.items()}, torch.cat(masks))
+    mass = torch.tensor(scores.pivot(index="image", columns="variant", values="mass").to_numpy())  # [images, layers]
+    area = torch.tensor(scores.groupby("image")["area"].first().to_numpy())
     localisation = pd.DataFrame({"attention on object": mass.mean(0).numpy(),
                                  "object's area share": float(area.mean()),
                                  "images where attention beats area": (mass > area[:, None]).float().mean(0).numpy()},

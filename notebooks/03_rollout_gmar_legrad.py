@@ -83,9 +83,11 @@ import numpy as np
 import pandas as pd
 
 import helpers
+from helpers import evaluate as E
 from helpers import metrics
 from helpers import predict as P
 from helpers import viz
+from helpers.backbones import adapter_for
 
 helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
@@ -96,7 +98,7 @@ rows, pixels, dataset, predicted, true_label, is_correct, labels = P.selected_sa
 rows[["id", "group", "class_name", "pred_name", "confidence"]].round(3)
 
 # %%
-grid = model.config.image_size // model.config.patch_size
+grid = adapter_for(model).grid(pixels)  # (rows, columns) of patches: (14, 14) at 224 px, 16 px patches
 assert pixels.shape == (len(rows), 3, model.config.image_size, model.config.image_size)
 
 # %% [markdown]
@@ -152,7 +154,7 @@ plt.show()
 # we ask about, so there is nothing to test there.)
 
 # %%
-assert rollout_maps.shape == (len(rows), len(rollout_settings), grid, grid)
+assert rollout_maps.shape == (len(rows), len(rollout_settings), *grid)
 patch_share = rollout_maps.flatten(2).sum(-1)  # [samples, settings]
 assert (rollout_maps >= 0).all() and (patch_share <= 1 + 1e-5).all() and (patch_share > 0).all()
 print(f"share of the CLS row on the patches: {patch_share.min():.2f} to {patch_share.max():.2f}")
@@ -179,7 +181,7 @@ for group, members in (("correct", is_correct), ("incorrect", ~is_correct)):
     plt.show()
 
 # %%
-assert stacked.shape == (len(rows), len(METHODS), grid, grid)
+assert stacked.shape == (len(rows), len(METHODS), *grid)
 assert torch.isfinite(stacked).all()
 for title in ("rollout", "GMAR L1", "GMAR L2", "LeGrad", "Chefer"):
     if title in maps:  # these methods are non-negative by construction (ReLU / positive part)
@@ -248,7 +250,7 @@ else:
 
 # %%
 if len(wrong):
-    pairs = contrast.view(len(wrong), len(CONTRAST_METHODS), 2, grid, grid)
+    pairs = contrast.view(len(wrong), len(CONTRAST_METHODS), 2, *grid)
     agreement = pd.DataFrame(
         {title: metrics.spearman_per_image(pairs[:, k, 0], pairs[:, k, 1]).numpy()
          for k, title in enumerate(CONTRAST_METHODS)},
@@ -288,22 +290,18 @@ if len(wrong):
 if world == "offline":
     scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION // 6,
                                   seed=SEED, processor=processor)
+    scene_batch = helpers.data.collate([scenes[i] for i in range(len(scenes))])  # every scene, one batch
+    scene_pixels, masks, scene_labels = scene_batch["pixel_values"], scene_batch["mask"], scene_batch["label"]
     scored_models = {"trained": model, "untrained": helpers.models.untrained_copy(model, SEED)}
-    hits = {(who, title): [] for who in scored_models for title in METHODS}
-    mass = {(who, title): [] for who in scored_models for title in METHODS}
-    chance_hits, area_share = [], []
-    for batch in torch.utils.data.DataLoader(scenes, batch_size=32):
-        masks = batch["mask"]
-        for who, title in hits:
-            method, options = METHODS[title]
-            scene_maps = helpers.explain(scored_models[who], batch["pixel_values"].to(DEVICE), method,
-                                         target=batch["label"], **options).cpu()
-            hits[who, title].append(metrics.pointing_game(scene_maps, masks))
-            mass[who, title].append(metrics.relevance_mass(scene_maps, masks))
-        chance_hits.append(metrics.pointing_chance(masks, (grid, grid)))
-        area_share.append(masks.float().flatten(1).mean(1))
-    hits, mass = ({key: torch.cat(v) for key, v in d.items()} for d in (hits, mass))
-    chance_hits, area_share = torch.cat(chance_hits), torch.cat(area_share)
+    scores = {who: E.localisation_scores(E.explain_variants(  # maps kept in the cache for notebook 05
+        scored, scene_pixels, scene_labels, METHODS, batch_size=32, references=False, seed=SEED,
+        ids=scene_batch["id"], cache=P.cache_dir(world)), masks) for who, scored in scored_models.items()}
+    hits = {(who, title): torch.tensor(part["pointing"].to_numpy())
+            for who, frame in scores.items() for title, part in frame.groupby("variant", sort=False)}
+    mass = {(who, title): torch.tensor(part["mass"].to_numpy())
+            for who, frame in scores.items() for title, part in frame.groupby("variant", sort=False)}
+    chance_hits = metrics.pointing_chance(masks, grid)
+    area_share = masks.float().flatten(1).mean(1)
     print(f"{len(scenes)} standard scenes: the object covers {100 * area_share.mean():.1f} % of the image "
           f"on average; a random map wins the pointing game {100 * chance_hits.mean():.1f} % of the time")
 else:
@@ -315,10 +313,10 @@ else:
 
 # %%
 if world == "offline":
-    one_hot_maps = torch.eye(grid * grid).view(-1, grid, grid)
+    one_hot_maps = torch.eye(grid[0] * grid[1]).view(-1, *grid)
     first_mask = masks[:1].expand(len(one_hot_maps), -1, -1)
     exact = metrics.pointing_game(one_hot_maps, first_mask).float().mean()
-    assert exact == metrics.pointing_chance(masks[:1], (grid, grid))[0]
+    assert exact == metrics.pointing_chance(masks[:1], grid)[0]
     assert len(chance_hits) == len(area_share) == len(scenes)
 
 # %%

@@ -84,9 +84,12 @@ import numpy as np
 import pandas as pd
 
 import helpers
+from helpers import evaluate as E
 from helpers import metrics
 from helpers import predict as P
 from helpers import viz
+from helpers.data import collate
+from helpers.backbones import adapter_for
 from helpers.methods.attnlrp import PRESETS as GAMMAS, layer_map, sum_per_patch
 
 helpers.set_data_dir(DATA_DIR)
@@ -98,6 +101,7 @@ rows, pixels, dataset, predicted, true_label, is_correct, labels = P.selected_sa
 with torch.no_grad():
     logits = model(pixel_values=pixels).logits.cpu()
 size = model.config.image_size
+grid = adapter_for(model).grid(pixels)  # (rows, columns) of patches: (14, 14) at 224 px, 16 px patches
 assert pixels.shape == (len(rows), 3, size, size)
 LRP_NAMES = {"cp": "CP-LRP", "attnlrp": "full AttnLRP"}
 LRP_NAME = LRP_NAMES[VARIANT]  # the name every figure carries
@@ -158,19 +162,13 @@ relevance = torch.stack([
     for preset in PRESETS], dim=1)  # [samples, presets, H, W]
 
 
-def per_map_scaled(maps):
-    """Each ``[H, W]`` map of ``[..., H, W]`` divided by its own 99th percentile of ``|R|``."""
-    scale = torch.quantile(maps.abs().flatten(-2), 0.99, dim=-1).clamp(min=1e-12)
-    return maps / scale[..., None, None]
-
-
 def preset_title(preset):
     conv, lin = GAMMAS[preset]
     return preset.replace("_", " ") + ("\n(LRP-0)" if conv is None else f"\nconv γ {conv:g}, lin γ {lin:g}")
 
 
-fig, _ = viz.heatmap_grid(pixels.cpu(), per_map_scaled(relevance), [preset_title(p) for p in PRESETS],
-                          row_labels=labels, signed=True,
+fig, _ = viz.heatmap_grid(pixels.cpu(), relevance, [preset_title(p) for p in PRESETS],
+                          row_labels=labels, signed=True, scale="map",
                           title=f"{LRP_NAME} for the predicted class, by Gamma preset "
                                 "(each map / its 99th percentile of |R|)")
 viz.save(fig, "04_presets_grid")
@@ -190,8 +188,8 @@ OTHER_VARIANT = "attnlrp" if VARIANT == "cp" else "cp"
 other_variant = helpers.explain(model, pixels, "attnlrp", target=predicted, preset=DEFAULT_PRESET,
                                 variant=OTHER_VARIANT, resolution="pixel").cpu()
 by_variant = torch.stack([relevance[:, PRESETS.index(DEFAULT_PRESET)], other_variant], dim=1)
-fig, _ = viz.heatmap_grid(pixels.cpu(), per_map_scaled(by_variant),
-                          [LRP_NAMES[VARIANT], LRP_NAMES[OTHER_VARIANT]], row_labels=labels, signed=True,
+fig, _ = viz.heatmap_grid(pixels.cpu(), by_variant, [LRP_NAMES[VARIANT], LRP_NAMES[OTHER_VARIANT]],
+                          row_labels=labels, signed=True, scale="map",
                           title=f"the attention rule: CP-LRP vs full AttnLRP ({DEFAULT_PRESET}; "
                                 "each map / its 99th percentile of |R|)")
 viz.save(fig, "04_cp_vs_attnlrp")
@@ -205,7 +203,7 @@ assert relevance.shape == (len(rows), len(PRESETS), size, size)
 assert torch.isfinite(relevance).all()
 patch_relevance = helpers.explain(model, pixels, "attnlrp", target=predicted, preset=DEFAULT_PRESET,
                                   variant=VARIANT).cpu()
-assert patch_relevance.shape == (len(rows), size // model.config.patch_size, size // model.config.patch_size)
+assert patch_relevance.shape == (len(rows), *grid)
 assert torch.allclose(patch_relevance.flatten(1).sum(1), relevance[:, PRESETS.index(DEFAULT_PRESET)].flatten(1).sum(1),
                       rtol=1e-4, atol=1e-5), "patch maps are pixel maps summed per patch"
 
@@ -364,7 +362,7 @@ def write_sample_outputs(i):
                       ("overlay", lambda ax: viz.signed_overlay(ax, default, pixels[i].cpu(), title=title))):
         fig, ax = plt.subplots(figsize=(3.8, 3.4), layout="constrained")
         draw(ax)
-        viz.write_png(fig, folder / files[key])
+        viz.save(fig, f"04_lrp/{folder.name}/{key}")  # = folder / files[key]
         plt.close(fig)
     patch_maps = torch.stack([patch_by_preset[p][i] for p in PRESETS])
     tensors = relevance_file(folder)
@@ -445,9 +443,9 @@ free_grid = torch.stack([torch.stack([
     helpers.explain(model, pixels[explored:explored + 1], "attnlrp", target=predicted[explored:explored + 1],
                     conv_gamma=conv, lin_gamma=lin, variant=VARIANT, resolution="pixel")[0].cpu()
     for lin in LIN_GAMMAS]) for conv in CONV_GAMMAS])  # [conv, lin, H, W]
-fig, _ = viz.heatmap_grid(pixels[explored].expand(len(CONV_GAMMAS), -1, -1, -1).cpu(), per_map_scaled(free_grid),
+fig, _ = viz.heatmap_grid(pixels[explored].expand(len(CONV_GAMMAS), -1, -1, -1).cpu(), free_grid,
                           [f"lin γ = {lin:g}" for lin in LIN_GAMMAS],
-                          row_labels=[f"conv γ = {conv:g}" for conv in CONV_GAMMAS], signed=True,
+                          row_labels=[f"conv γ = {conv:g}" for conv in CONV_GAMMAS], signed=True, scale="map",
                           image_column=False,
                           title=f"free gammas, sample {explored} ({labels[explored].replace(chr(10), ', ')}); "
                                 "each map / its 99th percentile of |R|")
@@ -476,22 +474,29 @@ assert free_grid.shape == (len(CONV_GAMMAS), len(LIN_GAMMAS), size, size)
 if world == "offline":
     scenes = helpers.load_dataset(world=world, split="standard", n_per_class=N_LOCALISATION // 6,
                                   seed=SEED, processor=processor)
-    batches = list(torch.utils.data.DataLoader(scenes, batch_size=32))
-    masks = torch.cat([batch["mask"] for batch in batches])
+    scene_batch = collate([scenes[i] for i in range(len(scenes))])  # every scene, one batch
+    masks = scene_batch["mask"]
     area_share = masks.float().flatten(1).mean(1).mean().item()
-    chance_hits = metrics.pointing_chance(masks, (size // model.config.patch_size,) * 2).mean().item()
+    chance_hits = metrics.pointing_chance(masks, grid).mean().item()
     untrained = helpers.models.untrained_copy(model, SEED)
 
-    def localisation(explained=model, **gammas):
-        """Mean relevance mass and pointing-game hit rate of AttnLRP on the standard scenes."""
-        maps = torch.cat([helpers.explain(explained, batch["pixel_values"].to(DEVICE), "attnlrp",
-                                          target=batch["label"], variant=VARIANT, **gammas).cpu()
-                          for batch in batches])
-        return metrics.relevance_mass(maps, masks).mean().item(), metrics.pointing_game(maps, masks).float().mean().item()
+    def localisation(explained, variants):
+        """``{label: (relevance mass, pointing-game hit rate)}``, means over the standard scenes, of
+        ``variants`` explaining the true class (maps kept in the cache for notebook 05)."""
+        maps = E.explain_variants(explained, scene_batch["pixel_values"], scene_batch["label"], variants,
+                                  batch_size=32, references=False, seed=SEED, ids=scene_batch["id"],
+                                  cache=P.cache_dir(world))
+        means = E.localisation_scores(maps, masks).groupby("variant", sort=False)[["mass", "pointing"]].mean()
+        return {label: tuple(row) for label, row in zip(means.index, means.to_numpy().tolist())}
 
-    measured = {(conv, lin): localisation(conv_gamma=conv, lin_gamma=lin) for conv in CONV_GAMMAS for lin in LIN_GAMMAS}
-    by_preset = pd.DataFrame({preset: localisation(preset=preset) + localisation(untrained, preset=preset)
-                              for preset in PRESETS},
+    grid_variants = {f"conv γ {conv:g}, lin γ {lin:g}": ("attnlrp", {"conv_gamma": conv, "lin_gamma": lin,
+                                                                     "variant": VARIANT})
+                     for conv in CONV_GAMMAS for lin in LIN_GAMMAS}
+    preset_variants = {preset: ("attnlrp", {"preset": preset, "variant": VARIANT}) for preset in PRESETS}
+    measured = dict(zip([(conv, lin) for conv in CONV_GAMMAS for lin in LIN_GAMMAS],
+                        localisation(model, grid_variants).values()))
+    trained, random_weights = localisation(model, preset_variants), localisation(untrained, preset_variants)
+    by_preset = pd.DataFrame({preset: trained[preset] + random_weights[preset] for preset in PRESETS},
                              index=["relevance mass", "pointing game", "relevance mass, untrained",
                                     "pointing game, untrained"]).T
     by_preset.loc["random map (from the masks)"] = [area_share, chance_hits, area_share, chance_hits]

@@ -63,7 +63,7 @@ ROLLOUT_MAX_DISCARD = 0.9  # also rollout with max fusion, lowest 90 % discarded
 N_LOCALISATION_PER_CLASS = 3 if CI else 40  # standard scenes per class (6 classes), offline only
 # Sizes per world: ViT-B/16 costs ~0.25 s per forward pass on a CPU, the tiny model ~20x less.
 N_FAITHFULNESS = {"offline": 12 if CI else 64, "real": 4 if CI else 16}  # images for deletion
-DELETION_STEPS = 7 if CI else 14  # curve points - 1; each step changes 196 / steps patches
+DELETION_STEPS = 7 if CI else 14  # curve points - 1; each step changes (patches / steps) patches
 DELETION_BASELINE = "zero"  # what replaces a patch: "zero" (grey) | "blur" | "mean"
 N_SANITY = {"offline": 3 if CI else 12, "real": 2 if CI else 4}  # images, one explanation a stage
 N_TIMING, TIMING_REPEATS = (2, 1) if CI else (8, 3)  # images and repeats for the cost
@@ -79,6 +79,8 @@ from helpers import evaluate as E
 from helpers import metrics
 from helpers import predict as P
 from helpers import viz
+from helpers.data import collate
+from helpers.backbones import adapter_for
 
 helpers.set_data_dir(DATA_DIR)
 world = helpers.resolve_world(WORLD)
@@ -123,11 +125,9 @@ if world == "offline":
                                   seed=SEED, processor=processor)
     scene_rows = P.load_or_predict(model, scenes, world=world, batch_size=BATCH_SIZE, progress=False)
     correct = np.flatnonzero(scene_rows["correct"].to_numpy())
-    items = [scenes[int(i)] for i in correct]
-    scene_pixels = torch.stack([item["pixel_values"] for item in items])
-    scene_masks = torch.stack([item["mask"] for item in items])
-    scene_targets = torch.tensor([item["label"] for item in items])
-    print(f"{len(items)} of {len(scenes)} standard scenes classified correctly are explained; "
+    items = collate([scenes[int(i)] for i in correct])  # the correctly classified scenes, one batch
+    scene_pixels, scene_masks, scene_targets = items["pixel_values"], items["mask"], items["label"]
+    print(f"{len(scene_pixels)} of {len(scenes)} standard scenes classified correctly are explained; "
           f"the object covers {100 * scene_masks.float().mean():.1f} % of the image on average")
 else:
     print("Localisation needs object masks: only the offline world's scenes have them "
@@ -135,10 +135,11 @@ else:
 
 # %%
 if world == "offline":
-    scene_maps = E.explain_variants(model, scene_pixels, scene_targets, VARIANTS,
-                                    batch_size=BATCH_SIZE, seed=SEED)
+    scene_maps = E.explain_variants(model, scene_pixels, scene_targets, VARIANTS, batch_size=BATCH_SIZE,
+                                    seed=SEED, ids=items["id"], cache=P.cache_dir(world))  # 03, 04 cached most
     localisation = E.localisation_scores(scene_maps, scene_masks)
-    assert all(m.shape == (len(items), 14, 14) for m in scene_maps.values())
+    grid = adapter_for(model).grid(scene_pixels)  # (rows, columns) of patches: (14, 14) at 224 px
+    assert all(m.shape == (len(scene_pixels), *grid) for m in scene_maps.values())
     display(E.formatted(E.results_table(localisation)))
 else:
     localisation = None
@@ -151,12 +152,12 @@ else:
 
 # %%
 if world == "offline":
-    shown = [0, len(items) // 2, len(items) - 1]
+    shown = [0, len(scene_pixels) // 2, len(scene_pixels) - 1]
     lrp = [v for v in VARIANTS if VARIANTS[v][0] == "attnlrp"]  # signed maps
     balanced = [v for v in lrp if VARIANTS[v][1].get("preset") == "balanced"] or lrp[:1]  # one preset
     drawn = [v for v in VARIANTS if v not in lrp] + balanced
     fig, axes = viz.method_grid(scene_pixels[shown], {v: scene_maps[v][shown] for v in drawn},
-                                [items[i]["class_name"] for i in shown], signed=set(lrp), per_row=5,
+                                [items["class_name"][i] for i in shown], signed=set(lrp), per_row=5,
                                 outlines=scene_masks[shown],
                                 title="every method on three standard scenes, explaining the true class "
                                       "(LRP: balanced preset, signed; cyan: the object)")
@@ -181,12 +182,12 @@ if world == "offline":
     hard = helpers.load_dataset(world=world, split="adversarial", n_per_class=N_MISTAKES_PER_CLASS,
                                 seed=SEED, processor=processor)
     hard_rows = P.load_or_predict(model, hard, world=world, batch_size=BATCH_SIZE, progress=False)
-    hard_items = [hard[i] for i in range(len(hard))]
-    hard_pixels = torch.stack([item["pixel_values"] for item in hard_items])
-    hard_masks = torch.stack([item["mask"] for item in hard_items])
+    hard_items = collate([hard[i] for i in range(len(hard))])
+    hard_pixels, hard_masks = hard_items["pixel_values"], hard_items["mask"]
     wrong = ~hard_rows["correct"].to_numpy(dtype=bool)
-    hard_maps = E.explain_variants(model, hard_pixels, torch.tensor(hard_rows["pred"].tolist()),
-                                   VARIANTS, batch_size=BATCH_SIZE, seed=SEED, progress=False)
+    hard_maps = E.explain_variants(model, hard_pixels, torch.tensor(hard_rows["pred"].tolist()), VARIANTS,
+                                   batch_size=BATCH_SIZE, seed=SEED, progress=False, ids=hard_items["id"],
+                                   cache=P.cache_dir(world))
     mistake_mass = pd.concat({
         group: E.results_table(E.localisation_scores({label: maps[chosen] for label, maps in hard_maps.items()},
                                                      hard_masks[chosen]), seed=SEED)[["mass", "mass_lo", "mass_hi"]]
@@ -240,7 +241,7 @@ if world == "offline":
 
 # %%
 if world == "offline":
-    n = min(N_FAITHFULNESS[world], len(items))
+    n = min(N_FAITHFULNESS[world], len(scene_pixels))
     faith_pixels, faith_targets = scene_pixels[:n], scene_targets[:n]
     faith_maps = {label: maps[:n] for label, maps in scene_maps.items()}
     head_indices = None
@@ -250,16 +251,17 @@ else:
     order = torch.randperm(len(imagenet_a), generator=torch.Generator().manual_seed(SEED)).tolist()
     readable = (item for item in map(imagenet_a.__getitem__, order) if item is not None)  # skip unreadable
     first = zip(range(N_FAITHFULNESS[world]), readable)
-    faith_pixels = torch.stack([item["pixel_values"] for _, item in first])
+    faith_items = collate([item for _, item in first])
+    faith_pixels = faith_items["pixel_values"]
     head_indices = imagenet_a.head_indices
     faith_targets = E.predicted_targets(model, faith_pixels, head_indices)
-    faith_maps = E.explain_variants(model, faith_pixels, faith_targets, VARIANTS,
-                                    batch_size=BATCH_SIZE, seed=SEED)
+    faith_maps = E.explain_variants(model, faith_pixels, faith_targets, VARIANTS, batch_size=BATCH_SIZE,
+                                    seed=SEED, ids=faith_items["id"], cache=P.cache_dir(world))
 faith_maps.pop(E.UNIFORM)  # a constant map has no order: its curve would be one random order
 faithfulness, curves = E.faithfulness_scores(model, faith_pixels, faith_targets, faith_maps,
                                              steps=DELETION_STEPS, baseline=DELETION_BASELINE,
                                              head_indices=head_indices, seed=SEED)
-print(f"{len(faith_pixels)} images, {DELETION_STEPS} steps of {196 / DELETION_STEPS:.0f} patches, "
+print(f"{len(faith_pixels)} images, {DELETION_STEPS} steps of {faith_maps[E.RANDOM][0].numel() / DELETION_STEPS:.0f} patches, "
       f"baseline {DELETION_BASELINE!r}")
 display(E.formatted(E.results_table(faithfulness=faithfulness)))
 
@@ -332,17 +334,16 @@ plt.show()
 
 # %%
 sanity_pixels, sanity_targets = faith_pixels[:N_SANITY[world]], faith_targets[:N_SANITY[world]]
-sanity = E.sanity_scores(model, sanity_pixels, sanity_targets, VARIANTS, seed=SEED)
+sanity = E.sanity_scores(model, sanity_pixels, sanity_targets, VARIANTS, seed=SEED)  # rho and rho_abs
 lrp_variants = {label: spec for label, spec in VARIANTS.items() if spec[0] == "attnlrp"}
-sanity_abs = E.sanity_scores(model, sanity_pixels, sanity_targets, lrp_variants, absolute=True,
-                             seed=SEED)  # Adebayo et al.'s second reading: ranks of |map|
+sanity_abs = sanity[sanity["variant"].isin(list(lrp_variants))]  # Adebayo et al.'s second reading: |map|
 stage_names = list(dict.fromkeys(sanity["stage"]))
 sanity.groupby(["variant", "step"], sort=False)["rho"].mean().unstack("step").set_axis(
     stage_names, axis=1).round(2)
 
 # %%
 mean_rho = sanity.groupby(["variant", "step"], sort=False)["rho"].mean()
-mean_abs_rho = sanity_abs.groupby(["variant", "step"], sort=False)["rho"].mean()
+mean_abs_rho = sanity_abs.groupby(["variant", "step"], sort=False)["rho_abs"].mean()
 stages = range(1, len(stage_names) + 1)
 fig, axes = plt.subplots(1, len(families), figsize=(11.5, 5.6), sharey=True, layout="constrained")
 for ax, (family, members) in zip(axes, families.items()):
@@ -382,7 +383,7 @@ plt.show()
 # the magnitude reading for the trained model; in numbers:
 
 # %%
-abs_rho = sanity_abs.groupby(["variant", "step"], sort=False)["rho"].mean().unstack("step")
+abs_rho = sanity_abs.groupby(["variant", "step"], sort=False)["rho_abs"].mean().unstack("step")
 abs_rho.columns = stage_names
 display(abs_rho.round(2))
 print(f"|LRP| across the variants: ρ {abs_rho.iloc[:, 0].min():.2f} to {abs_rho.iloc[:, 0].max():.2f} "

@@ -2,6 +2,7 @@
 
 A 2-layer random-weight ViT on 32 px images (a 4x4 patch grid) keeps the whole file fast.
 """
+import copy
 import math
 
 import pandas as pd
@@ -63,6 +64,38 @@ def test_explain_variants_match_explain_in_any_batch_size(model, images):
     assert (maps[evaluate.UNIFORM] == 1).all()
 
 
+def test_explain_variants_reuse_cached_maps_by_model_image_target_and_options(model, images, tmp_path,
+                                                                            monkeypatch):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    ids = [f"image{i}" for i in range(5)]
+    rollouts = {"mean": ("rollout", {"head_fusion": "mean"}), "max": ("rollout", {"head_fusion": "max"})}
+    first = evaluate.explain_variants(model, images, targets, rollouts, batch_size=2, progress=False,
+                                      ids=ids, cache=tmp_path)
+    assert not torch.equal(first["mean"], first["max"])  # options are part of the key
+    calls = []
+    real = evaluate._explain
+    monkeypatch.setattr(evaluate, "_explain", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    again = evaluate.explain_variants(model, images[[4, 1]], targets[[4, 1]], rollouts, references=False,
+                                      progress=False, ids=[ids[4], ids[1]], cache=tmp_path)
+    assert not calls  # read back, not recomputed
+    assert torch.equal(again["mean"], first["mean"][[4, 1]]) and torch.equal(again["max"], first["max"][[4, 1]])
+    chefer = {"chefer": ("chefer", {})}
+    evaluate.explain_variants(model, images, targets, chefer, progress=False, ids=ids, cache=tmp_path)
+    calls.clear()
+    other = evaluate.explain_variants(model, images, (targets + 1) % 5, chefer, references=False,
+                                      progress=False, ids=ids, cache=tmp_path)
+    assert sum(map(len, calls)) == 5  # another target: another map
+    torch.testing.assert_close(other["chefer"], explain(model, images, "chefer", target=(targets + 1) % 5))
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.vit.embeddings.cls_token += 1.0  # the head is unchanged: the whole model is the key
+    calls.clear()
+    evaluate.explain_variants(changed, images, targets, chefer, progress=False, ids=ids, cache=tmp_path)
+    assert sum(map(len, calls)) == 5
+    with pytest.raises(ValueError, match="ids and cache"):
+        evaluate.explain_variants(model, images, targets, chefer, ids=ids)
+
+
 def test_localisation_scores_known_answers():
     masks = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
     masks[:, :PATCH, :PATCH] = True  # the object fills the top-left patch
@@ -107,10 +140,26 @@ def test_faithfulness_restricts_the_softmax_to_the_dataset_classes(model, images
     assert len(curves) == 2 * 5  # two modes x (steps + 1) points
 
 
+def test_faithfulness_is_scored_with_fused_attention_on_a_copy(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    maps = {"chefer": explain(model, images, "chefer", target=targets)}
+    areas, _ = evaluate.faithfulness_scores(model, images, targets, maps, steps=4)
+    expected = metrics.deletion_insertion(model, images, maps["chefer"], targets, steps=4)  # eager
+    assert areas["deletion"].to_numpy() == pytest.approx(expected.deletion_area.numpy(), abs=1e-5)
+    assert areas["insertion"].to_numpy() == pytest.approx(expected.insertion_area.numpy(), abs=1e-5)
+    fast = evaluate.scoring_copy(model)
+    assert fast.config._attn_implementation == "sdpa"
+    assert model.config._attn_implementation == "eager"  # the explained model keeps its attention maps
+    with torch.no_grad():
+        assert len(model(pixel_values=images, output_attentions=True).attentions) == 2
+        torch.testing.assert_close(fast(pixel_values=images).logits, model(pixel_values=images).logits,
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_sanity_scores_class_agnostic_attention_ignores_the_head(model, images):
     targets = torch.tensor([0, 1, 2, 3, 4])
     scores = evaluate.sanity_scores(model, images, targets, FEW, progress=False)
-    n_stages = len(metrics.vit_randomization_stages(model))
+    n_stages = len(metrics.randomization_stages(model))
     assert len(scores) == len(FEW) * n_stages * len(images)
     assert scores["rho"].between(-1 - 1e-6, 1 + 1e-6).all()
     head_stage = scores.query("step == 1").set_index("variant")
@@ -121,10 +170,16 @@ def test_sanity_scores_class_agnostic_attention_ignores_the_head(model, images):
 
 def test_sanity_scores_absolute_ranks_the_magnitude(model, images):
     targets = torch.tensor([0, 1, 2, 3, 4])
-    signed, absolute = (evaluate.sanity_scores(model, images, targets, FEW, absolute=flag, progress=False)
-                        .set_index(["variant", "step", "image"])["rho"] for flag in (False, True))
+    scores = evaluate.sanity_scores(model, images, targets, FEW, progress=False)
+    signed, absolute = (scores.set_index(["variant", "step", "image"])[column] for column in ("rho", "rho_abs"))
     assert absolute["attention"].to_numpy() == pytest.approx(signed["attention"].to_numpy())  # maps >= 0
     assert absolute["attnlrp (balanced)"].to_numpy() != pytest.approx(signed["attnlrp (balanced)"].to_numpy())
+    # the magnitudes' rho is the paper's second reading, as metrics computes it on its own
+    method, options = FEW["attnlrp (balanced)"]
+    direct = metrics.cascading_randomization(
+        model, lambda m, x, t: explain(m, x, method, target=t, **options), images, targets, absolute=True)
+    expected = torch.stack([rho for _, rho in direct], 0).flatten().numpy()
+    assert absolute["attnlrp (balanced)"].to_numpy() == pytest.approx(expected, abs=1e-6)
 
 
 def test_cost_scores_are_positive_ratios(model, images):

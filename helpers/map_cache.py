@@ -1,0 +1,95 @@
+"""Explanation maps computed once, reused by every later notebook that asks for the same one.
+
+Notebooks 03, 04 and 05 explain the same standard scenes with the same methods (05 scores every
+method on the scenes 03 and 04 already explained). :func:`cached_maps` keeps each patch map of an
+image, by image id and target class, in
+
+``<data>/cache/<world>/maps/<model tag>/<method>-<key>.pt``
+
+and computes only the ones not there yet. The file name holds everything a map depends on:
+
+- the model: :func:`weights_fingerprint`, a hash of *every* parameter and buffer (a retrained,
+  untrained or otherwise modified model gets its own folder);
+- the method and its options, written out canonically (``{"head_fusion": "mean"}`` and the same
+  dict in another order share a file), and the source code of the methods and backbone adapters
+  (:func:`code_fingerprint`: a changed implementation starts a new file instead of reading stale
+  maps).
+
+A map depends on nothing else: explanations run in float32 whatever the caller's autocast
+(:func:`helpers.explain`). Maps computed in another batch can differ from a fresh computation in
+the last float32 bits (other kernels); a cached map is reused exactly, so a re-run reproduces it.
+Delete the ``maps`` folder to recompute everything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .methods import _base
+
+
+def weights_fingerprint(model) -> str:
+    """12 hex digits of a SHA-1 over every parameter and buffer of ``model`` (names and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def code_fingerprint() -> str:
+    """8 hex digits of a SHA-1 over the source of every method (``helpers/methods/``) and backbone
+    adapter (``helpers/backbones/``, where present): a changed implementation is a new key."""
+    root = Path(_base.__file__).resolve().parent.parent
+    digest = hashlib.sha1()
+    for source in sorted([*(root / "methods").glob("*.py"), *(root / "backbones").glob("*.py")]):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def variant_file(folder, model, method: str, options: dict, fingerprint: str | None = None) -> Path:
+    """Where the maps of ``method`` with ``options`` on ``model`` are kept under ``folder``."""
+    from .predict import model_tag
+
+    canonical = json.dumps({"method": method, "options": options, "code": code_fingerprint()},
+                           sort_keys=True, default=repr)
+    key = hashlib.sha1(canonical.encode()).hexdigest()[:10]
+    model_folder = f"{model_tag(model).rsplit('-', 1)[0]}-{fingerprint or weights_fingerprint(model)}"
+    return Path(folder) / "maps" / model_folder / f"{method}-{key}.pt"
+
+
+def _read(path: Path) -> dict:
+    return torch.load(path) if path.exists() else {}
+
+
+def _write(path: Path, maps: dict) -> None:
+    """Write atomically (a notebook run alongside never reads half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    torch.save(maps, partial)
+    os.replace(partial, path)
+
+
+def cached_maps(compute, folder, model, method: str, options: dict, ids, targets,
+                fingerprint: str | None = None) -> torch.Tensor:
+    """``[N, h, w]`` maps of images ``ids`` explained for ``targets`` (one class each), read from
+    the cache under ``folder`` (:func:`variant_file`) where present; the others are computed by
+    ``compute(indices) -> [len(indices), h, w]`` (positions in ``ids``), stored, and returned in
+    order. ``fingerprint``: :func:`weights_fingerprint` of ``model`` if already known."""
+    ids = [str(i) for i in ids]
+    if len(ids) != len(targets):
+        raise ValueError(f"{len(ids)} ids for {len(targets)} targets: give one id per image")
+    path = variant_file(folder, model, method, options, fingerprint)
+    stored = _read(path)
+    keys = [f"{image_id}|{int(target)}" for image_id, target in zip(ids, targets)]
+    missing = [n for n, key in enumerate(keys) if key not in stored]
+    if missing:
+        fresh = compute(missing).cpu()
+        stored |= {keys[n]: fresh[k].clone() for k, n in enumerate(missing)}
+        _write(path, stored)
+    return torch.stack([stored[key] for key in keys])
