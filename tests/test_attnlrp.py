@@ -1,11 +1,9 @@
 """Tests of helpers.methods.attnlrp on small random Hugging Face ViTs (eager attention)."""
-from contextlib import contextmanager
 from functools import partial
 
 import pytest
 import torch
 from torch import nn
-from torchvision.models import vision_transformer
 from transformers import ViTConfig, ViTForImageClassification
 from transformers.activations import GELUActivation
 from transformers.models.vit import modeling_vit
@@ -13,6 +11,7 @@ from zennit.composites import LayerMapComposite, NameMapComposite
 from zennit.core import BasicHook
 from zennit.rules import Gamma
 
+from helpers.bench import lxt_relevance, restored_classes, torchvision_copy
 from helpers.methods.attnlrp import (
     PRESETS, _lxt, attnlrp, gamma_forward, input_relevance, layer_map, resolve_gammas,
 )
@@ -46,23 +45,6 @@ def relative_error(actual, expected):
     return ((actual - expected).norm() / expected.norm()).item()
 
 
-@contextmanager
-def restored_classes(classes=PATCHED_BY_LXT):
-    """Undo lxt's process-wide class patches (and zennit's BasicHook patch) on exit; check it."""
-    saved = {cls: dict(vars(cls)) for cls in classes}
-    try:
-        yield
-    finally:
-        for cls, attributes in saved.items():
-            for name in set(vars(cls)) - set(attributes):
-                delattr(cls, name)
-            for name, value in attributes.items():
-                if vars(cls).get(name, None) is not value:
-                    setattr(cls, name, value)
-        for cls, attributes in saved.items():
-            assert dict(vars(cls)) == attributes, f"{cls.__name__} was not restored"
-
-
 @pytest.fixture(scope="module")
 def zero_vit():
     return make_vit(zero_constants=True)
@@ -75,13 +57,17 @@ def vit():
 
 # ------------------------------------------------------------------ Gamma rule
 @pytest.mark.parametrize("gamma", [0.1, 1.0, 100.0])
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("kind", ["linear", "linear_no_bias", "patchify", "conv"])
 def test_gamma_rule_equals_zennit_gamma_under_lxt(kind, gamma):
     torch.manual_seed(0)
-    if kind == "linear":
-        layer, x = nn.Linear(24, 16), torch.randn(4, 7, 24)
-    else:
-        layer, x = nn.Conv2d(3, 8, kernel_size=4, stride=4), torch.randn(2, 3, 16, 16)
+    layer, x = {
+        "linear": lambda: (nn.Linear(24, 16), torch.randn(4, 7, 24)),
+        "linear_no_bias": lambda: (nn.Linear(24, 16, bias=False), torch.randn(4, 7, 24)),
+        "patchify": lambda: (nn.Conv2d(3, 8, kernel_size=4, stride=4), torch.randn(2, 3, 16, 16)),
+        "conv": lambda: (nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1), torch.randn(2, 3, 15, 15)),
+    }[kind]()
+    with torch.no_grad():
+        x[0, ..., :3] = 0  # inputs at zero get no relevance (zennit's stabilised division)
     upstream = torch.randn_like(layer(x))
 
     x_zennit = x.clone().requires_grad_(True)
@@ -123,57 +109,12 @@ def test_gamma_leaves_the_forward_logits_unchanged(vit):
 
 
 # ------------------------------------------------------------------ lxt's torchvision path
-def torchvision_copy(model):
-    """torchvision VisionTransformer with the HF ViT's weights (same architecture)."""
-    config = model.config
-    copy = vision_transformer.VisionTransformer(
-        image_size=config.image_size, patch_size=config.patch_size,
-        num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
-        hidden_dim=config.hidden_size, mlp_dim=config.intermediate_size,
-        num_classes=config.num_labels, norm_layer=partial(nn.LayerNorm, eps=config.layer_norm_eps),
-    ).eval()
-    vit = model.vit
-    with torch.no_grad():
-        copy.conv_proj.load_state_dict(vit.embeddings.patch_embeddings.projection.state_dict())
-        copy.class_token.copy_(vit.embeddings.cls_token)
-        copy.encoder.pos_embedding.copy_(vit.embeddings.position_embeddings)
-        for block, layer in zip(copy.encoder.layers, vit.layers):
-            attention = layer.attention
-            projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-            block.self_attention.in_proj_weight.copy_(torch.cat([p.weight for p in projections]))
-            block.self_attention.in_proj_bias.copy_(torch.cat([p.bias for p in projections]))
-            block.self_attention.out_proj.load_state_dict(attention.o_proj.state_dict())
-            block.ln_1.load_state_dict(layer.layernorm_before.state_dict())
-            block.ln_2.load_state_dict(layer.layernorm_after.state_dict())
-            block.mlp[0].load_state_dict(layer.mlp.fc1.state_dict())
-            block.mlp[3].load_state_dict(layer.mlp.fc2.state_dict())
-        copy.encoder.ln.load_state_dict(vit.layernorm.state_dict())
-        copy.heads.head.load_state_dict(model.classifier.state_dict())
-    return copy
-
-
-def lxt_torchvision_heatmap(copy, x, targets, conv_gamma, lin_gamma):
-    """lxt's documented ViT recipe (monkey_patch + monkey_patch_zennit + Gamma composite)."""
-    lxt = _lxt()
-    inputs = x.clone().requires_grad_(True)
-    with restored_classes():
-        lxt.monkey_patch(vision_transformer)
-        lxt.monkey_patch_zennit()
-        rules = [(nn.Conv2d, Gamma(conv_gamma)) if conv_gamma is not None else None,
-                 (nn.Linear, Gamma(lin_gamma)) if lin_gamma is not None else None]
-        composite = LayerMapComposite([rule for rule in rules if rule is not None])
-        with composite.context(copy):
-            logits = copy(inputs)
-            logits.gather(1, targets[:, None]).sum().backward()
-    return (inputs * inputs.grad).sum(1)
-
-
 @pytest.mark.parametrize("preset", ["none", "balanced", "aggressive"])
 def test_equals_lxt_on_torchvision_vit(vit, preset):
     x, targets = images(), torch.tensor([0, 2, 4])
     copy = torchvision_copy(vit)
     torch.testing.assert_close(copy(x), vit(pixel_values=x).logits, rtol=1e-5, atol=1e-5)
-    expected = lxt_torchvision_heatmap(copy, x, targets, *PRESETS[preset])
+    expected = lxt_relevance(copy, x, targets, *PRESETS[preset])
     ours = attnlrp(vit, x, targets, preset=preset, resolution="pixel")
     assert relative_error(ours, expected) <= 1e-4
     assert nn.LayerNorm.forward is nn.modules.normalization.LayerNorm.__dict__["forward"]
