@@ -69,8 +69,11 @@ test-real: setup
 	source "$$standin/env.sh" && \
 	COURSE_SCALE=ci COURSE_PRECISION=bf16 $(PY) $(NBVAL) $(NOTEBOOKS)
 
+# Every method's cost against its floor, with the peers (lxt + zennit, torchcam) side by side:
+# prints the table and writes figures/bench/costs.csv (README, "Benchmark"). `make bench
+# BENCH_ARGS=--quick` is a seconds-long smoke run on a tiny model.
 bench: setup
-	$(PY) -m helpers.bench
+	$(PY) -m helpers.bench $(BENCH_ARGS)
 
 # The teaching kit (README, "For teachers"): from each source assignments/NN_name.ipynb (paired
 # with NN_name.py), otter-grader writes assignments/dist/NN_name/student/ (hand out; also zipped),

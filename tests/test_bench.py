@@ -1,0 +1,44 @@
+"""helpers.bench: the table ``make bench`` writes (a smoke run on a tiny ViT; no time is asserted)."""
+import math
+
+import pytest
+
+from helpers import bench
+
+
+@pytest.fixture(scope="module")
+def quick_costs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "costs.csv"
+    records = bench.main(["--quick", "--threads", "1", "--batches", "1", "2", "--csv", str(path)])
+    return records, bench.load_costs(path)
+
+
+def test_every_method_and_peer_has_a_row_per_batch_and_thread_count(quick_costs):
+    records, costs = quick_costs
+    assert list(costs.columns) == bench.COLUMNS
+    assert len(costs) == len(records) == 2 * len(bench.ROWS + bench.PEERS)
+    for row in bench.ROWS + bench.PEERS:
+        for batch in (1, 2):
+            match = costs[(costs["method"] == row.method) & (costs["variant"] == row.variant)
+                          & (costs["implementation"] == row.implementation)
+                          & (costs["batch"] == batch) & (costs["threads"] == 1)]
+            assert len(match) == 1, (row.name, batch)
+            assert match["floor"].item() == row.floor
+            assert match["ratio"].item() > 0 and match["seconds_per_image"].item() > 0
+    methods = set(costs["method"])
+    assert {"attention", "rollout", "chefer", "gmar", "legrad", "attnlrp"} <= methods
+    assert costs.attrs["header"][0].startswith("helpers.bench: --quick tiny ViT")
+
+
+def test_peers_compute_the_same_maps_as_ours(quick_costs):
+    _, costs = quick_costs
+    peers = costs[costs["implementation"] != bench.OURS]
+    assert set(peers["implementation"]) == {bench.LXT, bench.TORCHCAM}
+    assert (peers["max_rel_diff"] <= 1e-4).all(), peers
+    ours = costs[costs["implementation"] == bench.OURS]
+    assert ours["max_rel_diff"].map(math.isnan).all()
+
+
+def test_load_costs_says_what_to_do_without_a_table(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make bench"):
+        bench.load_costs(tmp_path / "missing.csv")
