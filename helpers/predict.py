@@ -238,9 +238,14 @@ COLUMNS = ["id", "label", "class_idx", "class_name", "pred", "pred_idx", "pred_n
 
 
 def model_fingerprint(model) -> str:
-    """8 hex digits of a SHA-1 over the classifier's weights: changes when the model is retrained."""
-    weight = model.classifier.weight.detach().float().cpu().numpy()
-    return hashlib.sha1(weight.tobytes()).hexdigest()[:8]
+    """8 hex digits of a SHA-1 over the classifier head's weights (both heads of a distilled DeiT,
+    from the model's backbone adapter): changes when the model is retrained."""
+    from .backbones import adapter_for
+
+    digest = hashlib.sha1()
+    for name in adapter_for(model).classifiers:
+        digest.update(model.get_submodule(name).weight.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:8]
 
 
 def model_tag(model) -> str:
