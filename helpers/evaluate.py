@@ -60,42 +60,54 @@ def method_variants(presets=GAMMA_PRESETS, rollout_max_discard: float | None = 0
     return variants
 
 
-def _in_batches(fn, pixel_values: torch.Tensor, targets: torch.Tensor, batch_size: int):
-    """``fn(pixels, targets)`` over chunks of ``batch_size`` images, concatenated on the CPU."""
-    chunks = zip(pixel_values.split(batch_size), targets.split(batch_size))
-    return torch.cat([fn(pixels, chunk_targets).cpu() for pixels, chunk_targets in chunks])
-
-
 def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
                      batch_size: int = 16, references: bool = True, seed: int = 0,
                      progress: bool | None = None, ids=None, cache=None) -> dict:
     """``{label: maps [N, h, w]}`` (CPU) of every variant on the patch grid, explaining ``targets``
-    (model-head indices, one per image), ``batch_size`` images per call of :func:`helpers.explain`.
+    (model-head indices, one per image), ``batch_size`` images at a time, every variant of a batch
+    in one call of :func:`helpers.methods.explain_many` (attention, rollout, Chefer and GMAR share
+    one forward and one backward pass).
 
     ``references=True`` adds :data:`RANDOM` (:func:`helpers.metrics.random_order_maps`, seeded)
     and :data:`UNIFORM` (all ones: every patch equally relevant). ``progress``: a bar over the
-    variants (None: unless a batch run, :func:`helpers.viz.progress_bar`). With ``ids`` (one per
+    batches (None: unless a batch run, :func:`helpers.viz.progress_bar`). With ``ids`` (one per
     image) and ``cache`` (a folder, e.g. :func:`helpers.predict.cache_dir`), maps another call
     (or notebook) already computed for the same model, image, target and variant are read back,
-    and only the others computed (:func:`helpers.map_cache.cached_maps`).
+    and only the others computed (:class:`helpers.map_cache.CachedMaps`).
     """
-    from . import map_cache
+    from .map_cache import CachedMaps, weights_fingerprint
+    from .methods import explain_many
     from .viz import progress_bar
 
     if (ids is None) != (cache is None):
         raise ValueError("pass both ids and cache (to reuse cached maps) or neither")
     device = next(model.parameters()).device
     pixel_values, targets = pixel_values.to(device), torch.as_tensor(targets).to(device)
-    fingerprint = map_cache.weights_fingerprint(model) if cache is not None else None
+    cached = {}
+    if cache is not None:
+        fingerprint = weights_fingerprint(model)
+        cached = {label: CachedMaps(cache, model, method, options, ids, targets.tolist(), fingerprint)
+                  for label, (method, options) in variants.items()}
+    needed = {label: set(cached[label].missing if cache is not None else range(len(pixel_values)))
+              for label in variants}
+    todo = sorted(set().union(*needed.values()))
+    fresh = {label: {} for label in variants}
+    chunks = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+    for chunk in progress_bar(chunks, progress, desc="explain"):
+        wanted = [label for label in variants if needed[label].intersection(chunk)]
+        explained = explain_many(model, pixel_values[chunk], [variants[label] for label in wanted],
+                                 targets[chunk])
+        for label, maps in zip(wanted, explained):
+            fresh[label] |= {n: m.cpu() for n, m in zip(chunk, maps) if n in needed[label]}
     maps = {}
-    for label, (method, options) in progress_bar(variants.items(), progress, desc="explain"):
-        run = partial(_explain, method, options, model)
+    for label in variants:
+        positions = sorted(fresh[label])
         if cache is None:
-            maps[label] = _in_batches(run, pixel_values, targets, batch_size)
+            maps[label] = torch.stack([fresh[label][n] for n in positions])
             continue
-        compute = lambda chosen, run=run: _in_batches(run, pixel_values[chosen], targets[chosen], batch_size)
-        maps[label] = map_cache.cached_maps(compute, cache, model, method, options, ids,
-                                            targets.tolist(), fingerprint)
+        if positions:
+            cached[label].add(positions, [fresh[label][n] for n in positions])
+        maps[label] = cached[label].maps()
     if references:
         shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *patch_grid(model))
         maps[RANDOM] = metrics.random_order_maps(shape, seed=seed)
@@ -200,32 +212,50 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
 
 
 def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict, seed: int = 0,
-                  progress: bool | None = None) -> pd.DataFrame:
+                  progress: bool | None = None, maps: dict | None = None) -> pd.DataFrame:
     """Cascading randomisation (Adebayo et al. 2018) of every variant: one row per variant, stage
     and image, ``variant, step, stage, image, rho, rho_abs`` (Spearman correlation with the
     original map: ``rho`` of the maps, ``rho_abs`` of their magnitudes ``|map|``, the paper's
     second reading, from the same explanations; ``step`` 1 = the head randomised, the last = every
-    weight randomised). See :func:`helpers.metrics.cascading_randomization`; ``progress`` as in
-    :func:`explain_variants`."""
+    weight randomised). See :func:`helpers.metrics.cascading_randomization`: one cascade for all
+    variants, explained together at each stage (:func:`helpers.methods.explain_many`).
+    ``maps``: ``{label: [N, h, w]}`` the trained model's maps of these images for these targets
+    where already computed (e.g. by :func:`explain_variants`): they are the cascade's original maps
+    instead of being explained again. ``progress``: a bar over the stages (None: unless a batch
+    run, :func:`helpers.viz.progress_bar`)."""
+    from .methods import explain_many
     from .viz import progress_bar
 
     targets = torch.as_tensor(targets)
+    labels, n_images = list(variants), len(pixel_values)
+    maps = maps or {}
+    explained = []  # every variant's maps, concatenated: the original, then one a stage
+    bar = progress_bar(total=len(metrics.randomization_stages(model)) + 1, show=progress, desc="sanity")
+
+    def explain_fn(randomised, pixels, chosen):
+        if explained or not all(label in maps for label in labels):
+            stage_maps = explain_many(randomised, pixels, [variants[label] for label in labels], chosen)
+        else:  # the untouched model's maps, given
+            stage_maps = [maps[label].to(pixels.device) for label in labels]
+        explained.append(torch.cat([m.detach() for m in stage_maps]))
+        bar.update(1)
+        return explained[-1]
+
+    stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets, seed=seed)
+    bar.close()
+    original = explained[0].abs()
     frames = []
-    for label, (method, options) in progress_bar(variants.items(), progress, desc="sanity"):
-        explained = []  # the original map, then one a stage
-
-        def explain_fn(randomised, pixels, chosen, method=method, options=options):
-            explained.append(_explain(method, options, randomised, pixels, chosen).detach())
-            return explained[-1]
-
-        stages = metrics.cascading_randomization(model, explain_fn, pixel_values, targets, seed=seed)
-        original = explained[0].abs()
-        for step, ((stage, rho), maps) in enumerate(zip(stages, explained[1:]), start=1):
-            rho_abs = metrics.spearman_per_image(original, maps.abs()).float().cpu()
+    for step, ((stage, rho), stage_maps) in enumerate(zip(stages, explained[1:]), start=1):
+        rho_abs = metrics.spearman_per_image(original, stage_maps.abs()).float().cpu()
+        for k, label in enumerate(labels):
+            part = slice(k * n_images, (k + 1) * n_images)
             frames.append(pd.DataFrame({"variant": label, "step": step, "stage": stage,
-                                        "image": range(len(rho)), "rho": rho.numpy(),
-                                        "rho_abs": rho_abs.numpy()}))
-    return pd.concat(frames, ignore_index=True)
+                                        "image": range(n_images), "rho": rho[part].numpy(),
+                                        "rho_abs": rho_abs[part].numpy()}))
+    frame = pd.concat(frames, ignore_index=True)
+    order = {label: k for k, label in enumerate(labels)}  # variant by variant, as before
+    return frame.sort_values(["variant", "step", "image"], key=lambda c: c.map(order) if c.name == "variant" else c,
+                             kind="stable").reset_index(drop=True)
 
 
 def cost_scores(model, pixel_values: torch.Tensor, targets, variants: dict,

@@ -1,7 +1,7 @@
 """Explanation maps computed once, reused by every later notebook that asks for the same one.
 
 Notebooks 03, 04 and 05 explain the same standard scenes with the same methods (05 scores every
-method on the scenes 03 and 04 already explained). :func:`cached_maps` keeps each patch map of an
+method on the scenes 03 and 04 already explained). :class:`CachedMaps` keeps each patch map of an
 image, by image id and target class, in
 
 ``<data>/cache/<world>/maps/<model tag>/<method>-<key>.pt``
@@ -75,21 +75,30 @@ def _write(path: Path, maps: dict) -> None:
     os.replace(partial, path)
 
 
-def cached_maps(compute, folder, model, method: str, options: dict, ids, targets,
-                fingerprint: str | None = None) -> torch.Tensor:
-    """``[N, h, w]`` maps of images ``ids`` explained for ``targets`` (one class each), read from
-    the cache under ``folder`` (:func:`variant_file`) where present; the others are computed by
-    ``compute(indices) -> [len(indices), h, w]`` (positions in ``ids``), stored, and returned in
-    order. ``fingerprint``: :func:`weights_fingerprint` of ``model`` if already known."""
-    ids = [str(i) for i in ids]
-    if len(ids) != len(targets):
-        raise ValueError(f"{len(ids)} ids for {len(targets)} targets: give one id per image")
-    path = variant_file(folder, model, method, options, fingerprint)
-    stored = _read(path)
-    keys = [f"{image_id}|{int(target)}" for image_id, target in zip(ids, targets)]
-    missing = [n for n, key in enumerate(keys) if key not in stored]
-    if missing:
-        fresh = compute(missing).cpu()
-        stored |= {keys[n]: fresh[k].clone() for k, n in enumerate(missing)}
-        _write(path, stored)
-    return torch.stack([stored[key] for key in keys])
+class CachedMaps:
+    """The cached maps of one variant (``method`` with ``options`` on ``model``) for images ``ids``
+    explained for ``targets`` (one class each), in the file :func:`variant_file` under ``folder``:
+    :attr:`missing` lists the positions (in ``ids``) not cached yet, :meth:`add` stores maps
+    computed for some of them, :meth:`maps` returns all ``[N, h, w]`` in order. ``fingerprint``:
+    :func:`weights_fingerprint` of ``model`` if already known."""
+
+    def __init__(self, folder, model, method: str, options: dict, ids, targets,
+                 fingerprint: str | None = None):
+        ids = [str(i) for i in ids]
+        if len(ids) != len(targets):
+            raise ValueError(f"{len(ids)} ids for {len(targets)} targets: give one id per image")
+        self.path = variant_file(folder, model, method, options, fingerprint)
+        self.stored = _read(self.path)
+        self.keys = [f"{image_id}|{int(target)}" for image_id, target in zip(ids, targets)]
+
+    @property
+    def missing(self) -> list[int]:
+        return [n for n, key in enumerate(self.keys) if key not in self.stored]
+
+    def add(self, positions, maps: torch.Tensor) -> None:
+        """Store ``maps[k]`` as the map of image ``positions[k]`` and write the file."""
+        self.stored |= {self.keys[n]: m.detach().cpu().clone() for n, m in zip(positions, maps)}
+        _write(self.path, self.stored)
+
+    def maps(self) -> torch.Tensor:
+        return torch.stack([self.stored[key] for key in self.keys])

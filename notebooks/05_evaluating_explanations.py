@@ -334,7 +334,8 @@ plt.show()
 
 # %%
 sanity_pixels, sanity_targets = faith_pixels[:N_SANITY[world]], faith_targets[:N_SANITY[world]]
-sanity = E.sanity_scores(model, sanity_pixels, sanity_targets, VARIANTS, seed=SEED)  # rho and rho_abs
+sanity = E.sanity_scores(model, sanity_pixels, sanity_targets, VARIANTS, seed=SEED,  # rho and rho_abs
+                         maps={label: m[:len(sanity_pixels)] for label, m in faith_maps.items()})  # originals
 lrp_variants = {label: spec for label, spec in VARIANTS.items() if spec[0] == "attnlrp"}
 sanity_abs = sanity[sanity["variant"].isin(list(lrp_variants))]  # Adebayo et al.'s second reading: |map|
 stage_names = list(dict.fromkeys(sanity["stage"]))

@@ -11,6 +11,7 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 from helpers import evaluate, explain, metrics
+from helpers import methods
 from helpers.methods import METHODS
 from helpers.methods.attnlrp import PRESETS
 
@@ -64,6 +65,26 @@ def test_explain_variants_match_explain_in_any_batch_size(model, images):
     assert (maps[evaluate.UNIFORM] == 1).all()
 
 
+def test_explain_many_shares_one_forward_pass_and_gives_the_maps_of_explain(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    variants = [("attention", {"layer": 0, "head_fusion": "max"}), ("rollout", {"discard_ratio": 0.5}),
+                ("chefer", {}), ("gmar", {"norm": "l1"}), ("gmar", {"norm": "l2"}), ("legrad", {})]
+    passes = []  # forward passes through the model's embeddings
+    hook = model.vit.embeddings.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        together = methods.explain_many(model, images, variants, targets)
+        shared_and_legrad = len(passes)
+        explain(model, images, "legrad", target=targets)
+    finally:
+        hook.remove()
+    assert shared_and_legrad == 1 + (len(passes) - shared_and_legrad)  # one pass for the other five
+    separate = [explain(model, images, method, target=targets, **options) for method, options in variants]
+    for (method, options), a, b in zip(variants, together, separate):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=f"{method} {options}")
+    with pytest.raises(TypeError, match="does not take"):
+        methods.explain_many(model, images, [("chefer", {"norm": "l1"})], targets)
+
+
 def test_explain_variants_reuse_cached_maps_by_model_image_target_and_options(model, images, tmp_path,
                                                                             monkeypatch):
     targets = torch.tensor([0, 1, 2, 3, 4])
@@ -72,9 +93,9 @@ def test_explain_variants_reuse_cached_maps_by_model_image_target_and_options(mo
     first = evaluate.explain_variants(model, images, targets, rollouts, batch_size=2, progress=False,
                                       ids=ids, cache=tmp_path)
     assert not torch.equal(first["mean"], first["max"])  # options are part of the key
-    calls = []
-    real = evaluate._explain
-    monkeypatch.setattr(evaluate, "_explain", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    calls = []  # the targets of each batch explained
+    real = methods.explain_many
+    monkeypatch.setattr(methods, "explain_many", lambda m, x, v, t: calls.append(t) or real(m, x, v, t))
     again = evaluate.explain_variants(model, images[[4, 1]], targets[[4, 1]], rollouts, references=False,
                                       progress=False, ids=[ids[4], ids[1]], cache=tmp_path)
     assert not calls  # read back, not recomputed
@@ -166,6 +187,13 @@ def test_sanity_scores_class_agnostic_attention_ignores_the_head(model, images):
     assert (head_stage.loc["attention", "stage"] == "head").all()
     assert head_stage.loc["attention", "rho"].to_numpy() == pytest.approx(1.0)  # no head involved
     assert head_stage.loc["chefer", "rho"].mean() < 0.999  # the gradient comes through the head
+    # the original maps, when given, are not explained again and give the same correlations
+    maps = evaluate.explain_variants(model, images, targets, FEW, references=False, progress=False)
+    given = evaluate.sanity_scores(model, images, targets, FEW, progress=False, maps=maps)
+    assert given[["rho", "rho_abs"]].to_numpy() == pytest.approx(scores[["rho", "rho_abs"]].to_numpy(), abs=1e-5)
+    shuffled = evaluate.sanity_scores(model, images, targets, {"chefer": FEW["chefer"]}, progress=False,
+                                      maps={"chefer": maps["chefer"].flip(0)})  # the wrong originals
+    assert shuffled["rho"].to_numpy() != pytest.approx(scores.query("variant == 'chefer'")["rho"].to_numpy(), abs=1e-3)
 
 
 def test_sanity_scores_absolute_ranks_the_magnitude(model, images):

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _base
-from .attention import attention, cls_attention_all
-from .chefer import chefer
-from .gmar import gmar
+from .attention import attention, attention_from, cls_attention_all
+from .chefer import chefer, chefer_from
+from .gmar import gmar, gmar_from
 from .legrad import legrad
-from .rollout import rollout
+from .rollout import rollout, rollout_from
 
 RESOLUTIONS = ("patch", "pixel")
 
@@ -130,4 +130,42 @@ def explain(model, pixel_values: Tensor, method: str, target=None, resolution: s
     return maps.detach().float()
 
 
-__all__ = ["METHODS", "RESOLUTIONS", "explain", "cls_attention_all"]
+# Methods that read nothing but one forward pass's attention maps (and, if True, their gradients
+# ∂y_t/∂A_l): explain_many computes that pass once for all of them.
+FROM_ATTENTION = {"attention": (attention_from, False), "rollout": (rollout_from, False),
+                  "chefer": (chefer_from, True), "gmar": (gmar_from, True)}
+
+
+def explain_many(model, pixel_values: Tensor, variants, target=None) -> list[Tensor]:
+    """``[explain(model, pixel_values, method, target, **options) for method, options in variants]``
+    (patch maps), with one forward pass, and at most one backward pass to the attention maps, shared
+    by every variant of :data:`FROM_ATTENTION` (attention, rollout, Chefer, GMAR: each reads only the
+    attention maps and their gradients); the other methods run on their own. The same maps as
+    separate calls, for the cost of the dearest of the shared methods."""
+    variants = list(variants)
+    shared = [n for n, (method, options) in enumerate(variants) if method in FROM_ATTENTION]
+    maps = [None if n in shared else explain(model, pixel_values, method, target, **options)
+            for n, (method, options) in enumerate(variants)]
+    if not shared:
+        return maps
+    _base.check_model(model)
+    for n in shared:
+        _method_and_options(*variants[n])  # unknown options fail as in explain
+    pixel_values = _base.check_pixel_values(model, pixel_values)
+    targets = _base.check_targets(model, target, pixel_values.shape[0])
+    with_gradients = any(FROM_ATTENTION[variants[n][0]][1] for n in shared)
+    with _base.eval_mode(model), torch.autocast(pixel_values.device.type, enabled=False):
+        outputs = _base.forward(model, pixel_values, track_grad=with_gradients)
+        gradients = None
+        if with_gradients:
+            targets = _base.predicted_unless_given(targets, outputs.logits)
+            gradients = _base.attention_gradients(_base.target_score(outputs.logits, targets),
+                                                  outputs.attentions)
+        for n in shared:
+            method, options = variants[n]
+            function = FROM_ATTENTION[method][0]
+            maps[n] = function(model, pixel_values, outputs.attentions, gradients, **options).detach().float()
+    return maps
+
+
+__all__ = ["FROM_ATTENTION", "METHODS", "RESOLUTIONS", "explain", "explain_many", "cls_attention_all"]

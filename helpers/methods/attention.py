@@ -63,10 +63,19 @@ def cls_attention_all(model, pixel_values: Tensor) -> Tensor:
 def attention(model, pixel_values: Tensor, targets: Tensor | None = None, *, layer: int = -1,
               head_fusion: str = "mean") -> Tensor:
     """CLS→patch attention of one ``layer`` (default the last), heads fused: ``[B, h, w]``."""
-    index = layer_index(model, layer)
+    layer_index(model, layer)
     check_head_fusion(head_fusion)
     attentions = _base.forward(model, pixel_values, track_grad=False).attentions
-    cls_row = fuse_heads(_base.adapter_for(model).read_rows(attentions[index]), head_fusion)
+    return attention_from(model, pixel_values, attentions, layer=layer, head_fusion=head_fusion)
+
+
+def attention_from(model, pixel_values: Tensor, attentions, gradients=None, *, layer: int = -1,
+                   head_fusion: str = "mean") -> Tensor:
+    """:func:`attention` from the attention maps of a forward pass already made (shared with other
+    methods, :func:`helpers.methods.explain_many`); ``gradients`` are not used."""
+    index = layer_index(model, layer)
+    check_head_fusion(head_fusion)
+    cls_row = fuse_heads(_base.adapter_for(model).read_rows(attentions[index].detach()), head_fusion)
     return _base.to_patch_grid(model, cls_row, pixel_values)
 
 

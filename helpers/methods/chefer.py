@@ -50,8 +50,13 @@ def chefer(model, pixel_values: Tensor, targets: Tensor | None = None) -> Tensor
     targets = _base.predicted_unless_given(targets, outputs.logits)
     score = _base.target_score(outputs.logits, targets)
     gradients = _base.attention_gradients(score, outputs.attentions)
-    weighted = (gradient_weighted_attention(a.detach(), g)
-                for a, g in zip(outputs.attentions, gradients))
+    return chefer_from(model, pixel_values, outputs.attentions, gradients)
+
+
+def chefer_from(model, pixel_values: Tensor, attentions, gradients) -> Tensor:
+    """:func:`chefer` from the attention maps of a forward pass and their gradients ``∂y_t/∂A_l``
+    already computed (shared with other methods, :func:`helpers.methods.explain_many`)."""
+    weighted = (gradient_weighted_attention(a.detach(), g) for a, g in zip(attentions, gradients))
     relevance = accumulate_relevance(weighted)
     return _base.to_patch_grid(model, _base.adapter_for(model).read_rows(relevance), pixel_values)
 

@@ -70,8 +70,18 @@ def attention_and_head_weights(model, pixel_values: Tensor, targets: Tensor | No
 
 def gmar(model, pixel_values: Tensor, targets: Tensor | None = None, *, norm: str = "l1") -> Tensor:
     """GMAR's CLS→patch rollout for ``targets`` (None: the predicted class): ``[B, h, w]``."""
-    attentions, weights = attention_and_head_weights(model, pixel_values, targets, norm)
-    fused = (weighted_heads(a, weights[:, layer]) for layer, a in enumerate(attentions))
+    check_norm(norm)
+    outputs = _base.forward(model, pixel_values, track_grad=True)
+    targets = _base.predicted_unless_given(targets, outputs.logits)
+    gradients = _base.attention_gradients(_base.target_score(outputs.logits, targets), outputs.attentions)
+    return gmar_from(model, pixel_values, outputs.attentions, gradients, norm=norm)
+
+
+def gmar_from(model, pixel_values: Tensor, attentions, gradients, *, norm: str = "l1") -> Tensor:
+    """:func:`gmar` from the attention maps of a forward pass and their gradients ``∂y_t/∂A_l``
+    already computed (shared with other methods, :func:`helpers.methods.explain_many`)."""
+    check_norm(norm)
+    fused = (weighted_heads(a.detach(), head_weights(g, norm)) for a, g in zip(attentions, gradients))
     return _base.to_patch_grid(model, _base.adapter_for(model).read_rows(rollout_matrix(fused)),
                                pixel_values)
 

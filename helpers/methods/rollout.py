@@ -80,7 +80,17 @@ def rollout(model, pixel_values: Tensor, targets: Tensor | None = None, *,
     check_head_fusion(head_fusion)
     check_discard_ratio(discard_ratio)
     attentions = _base.forward(model, pixel_values, track_grad=False).attentions
-    fused = (discard_lowest(fuse_heads(a, head_fusion), discard_ratio) for a in attentions)
+    return rollout_from(model, pixel_values, attentions, head_fusion=head_fusion,
+                        discard_ratio=discard_ratio)
+
+
+def rollout_from(model, pixel_values: Tensor, attentions, gradients=None, *, head_fusion: str = "mean",
+                 discard_ratio: float = 0.0) -> Tensor:
+    """:func:`rollout` from the attention maps of a forward pass already made (shared with other
+    methods, :func:`helpers.methods.explain_many`); ``gradients`` are not used."""
+    check_head_fusion(head_fusion)
+    check_discard_ratio(discard_ratio)
+    fused = (discard_lowest(fuse_heads(a.detach(), head_fusion), discard_ratio) for a in attentions)
     return _base.to_patch_grid(model, _base.adapter_for(model).read_rows(rollout_matrix(fused)),
                                pixel_values)
 
