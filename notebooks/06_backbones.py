@@ -184,13 +184,13 @@ for label, (model, _) in backbones.items():
 # %%
 shown = 0
 lrp = {v for v in VARIANTS if VARIANTS[v][0] == "attnlrp"}
-images = np.stack([viz.to_image(inputs[label][0]["pixel_values"][shown], processor=processor)
-                   for label, (_, processor) in backbones.items()])
+images = [viz.to_image(inputs[label][0]["pixel_values"][shown], processor=processor)
+          for label, (_, processor) in backbones.items()]  # each through its own normalisation
 outlines = (torch.stack([inputs[label][0]["mask"][shown] for label in backbones])
             if world == "offline" else None)
 first_items = next(iter(inputs.values()))[0]
 name = first_items["class_name"][shown] if "class_name" in first_items else ""
-fig, axes = viz.method_grid(images, {v: torch.stack([maps[label][v][shown] for label in backbones]) for v in VARIANTS},
+fig, axes = viz.method_grid(images, {v: [maps[label][v][shown] for label in backbones] for v in VARIANTS},
                             list(backbones), signed=lrp, per_row=len(VARIANTS) + 1, outlines=outlines,
                             title=f"one image ({name}) through each backbone (rows) and method")
 viz.save(fig, "06_maps_per_backbone")
@@ -335,9 +335,9 @@ if world == "offline":
 #
 # An exercise marked *(Offline.)* or *(Real world …)* needs that world; the others work in both.
 #
-# 1. Print `adapter_for(model).prefix_tokens` and `adapter_for(model).read_rows` for each backbone,
-#    then explain one image with `helpers.explain(model, x, "rollout")` and with your own rollout
-#    that reads only the CLS row. On which backbone do they differ, and why?
+# 1. Print `adapter_for(model).prefix_tokens` for each backbone. Then build rollout's matrix yourself
+#    from `helpers.methods.rollout.rollout_matrix` and read only its CLS row (patch columns), and
+#    compare with `helpers.explain(model, x, "rollout")`. On which backbones do they differ, and why?
 # 2. Add `"gmar (l2)"` and `"rollout (max, discard 0.9)"` to `METHODS` and rerun: does rollout with
 #    max fusion fail the sanity check on every backbone, as it does for ViT in notebook 05?
 # 3. (Offline.) The distilled DeiT's two heads read different tokens. Explain the same scenes with
