@@ -57,10 +57,12 @@ test: setup
 	COURSE_WORLD=offline COURSE_SCALE=ci HF_HUB_OFFLINE=1 $(PY) $(NBVAL) $(NOTEBOOKS)
 	$(MAKE) --no-print-directory test-real
 
-# The real world (ViT-B/16 + ImageNet-A) without the network: tests/standin.py builds a hub-cache
-# snapshot of google/vit-base-patch16-224 (small dimensions; STANDIN_DIMS=base for the true ones)
-# and an ImageNet-A-shaped archive in a temporary folder, which the notebooks download, verify and
-# extract through the course's own code. Predictions run under bfloat16 autocast, as on a GPU.
+# The real world (ViT-B/16 + ImageNet-A) without the network: tests/standin.py builds hub-cache
+# snapshots of google/vit-base-patch16-224 and of the DeiT and DINOv2 models of notebook 06 (small
+# dimensions; STANDIN_DIMS=base for the true ones), an ImageNet-A-shaped archive, which the
+# notebooks download, verify and extract through the course's own code, and a CIFAR-10-shaped
+# dataset folder for notebook 07 ($COURSE_FINETUNE_DATA), all in a temporary folder. Predictions
+# run under bfloat16 autocast, as on a GPU.
 STANDIN_DIMS ?= small
 test-real: setup
 	@standin=$$(mktemp -d) && trap 'rm -rf "$$standin"' EXIT && \

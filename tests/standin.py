@@ -16,6 +16,17 @@ archive; neither can be reached from CI. This script builds, in a folder ``ROOT`
   Small dimensions by default (the 14x14 grid of ViT-B/16 at 224 px), ViT-B/16's on request.
   Random, seeded weights with a classifier fitted so that about a third of the stand-in images
   are classified correctly under the ImageNet-A protocol (arg-max over the 200 classes).
+- In the same hub cache, snapshots of the other hub models the course explains (notebook 06):
+  ``facebook/deit-tiny-patch16-224`` (a ``ViTForImageClassification``),
+  ``facebook/deit-base-distilled-patch16-224`` (``DeiTForImageClassificationWithTeacher``) and
+  ``facebook/dinov2-small-imagenet1k-1-layer`` (``Dinov2ForImageClassification``: 518 px, patch 14,
+  ImageNet mean/std, resize 256 + crop 224, bicubic), each with its repo's configuration fields,
+  preprocessing and transformers 4.x key names, 1000 labels, and random seeded weights (small
+  dimensions by default; the classifier is not fitted).
+- ``ROOT/cifar10/``: a local copy of the ``uoft-cs/cifar10`` dataset repo's layout (``README.md``
+  with its features, ``plain_text/{train,test}-00000-of-00001.parquet`` with ``img`` and ``label``
+  columns, 10 classes) holding small seeded 32x32 drawings, which notebook 07 loads through
+  ``datasets.load_dataset`` as it loads the real one.
 - ``ROOT/data/``: an empty folder into which the course "downloads" and extracts the archive.
 - ``ROOT/env.sh``: the environment that runs the course's real world against these stand-ins.
 
@@ -526,6 +537,234 @@ def write_hub_cache(hub_cache: str | Path, files: dict[str, bytes],
     return snapshot
 
 
+# --- the other hub models -------------------------------------------------------------------
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+# DeiT's repos keep the old feature-extractor format: resize the short side to 256, crop 224.
+DEIT_PREPROCESSOR = {"crop_size": 224, "do_center_crop": True, "do_normalize": True,
+                     "do_resize": True, "feature_extractor_type": "DeiTFeatureExtractor",
+                     "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD, "resample": 3,
+                     "size": 256}
+# What transformers' convert_dinov2_to_hf.py saves: BitImageProcessor(size={"shortest_edge": 256},
+# bicubic, ImageNet mean/std) with its default 224x224 centre crop.
+DINOV2_PREPROCESSOR = {"crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+                       "do_convert_rgb": True, "do_normalize": True, "do_rescale": True,
+                       "do_resize": True, "image_mean": IMAGENET_MEAN,
+                       "image_processor_type": "BitImageProcessor", "image_std": IMAGENET_STD,
+                       "resample": 3, "rescale_factor": 0.00392156862745098,
+                       "size": {"shortest_edge": 256}}
+_VIT_FIELDS = {"attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
+               "hidden_dropout_prob": 0.0, "image_size": 224, "initializer_range": 0.02,
+               "layer_norm_eps": 1e-12, "num_channels": 3, "patch_size": 16, "qkv_bias": True}
+# repo id -> its class, configuration fields (dimensions apart), dimensions and preprocessing.
+EXTRA_MODELS = {
+    "facebook/deit-tiny-patch16-224": {
+        "class": "ViTForImageClassification",
+        "config": {**_VIT_FIELDS, "model_type": "vit", "transformers_version": "4.13.0.dev0"},
+        "dims": {"small": {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 3,
+                           "intermediate_size": 192},
+                 "base": {"hidden_size": 192, "num_hidden_layers": 12, "num_attention_heads": 3,
+                          "intermediate_size": 768}},
+        "preprocessor": DEIT_PREPROCESSOR},
+    "facebook/deit-base-distilled-patch16-224": {
+        "class": "DeiTForImageClassificationWithTeacher",
+        "config": {**_VIT_FIELDS, "encoder_stride": 16, "model_type": "deit",
+                   "transformers_version": "4.13.0.dev0"},
+        "dims": {"small": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                           "intermediate_size": 256},
+                 "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                          "intermediate_size": 3072}},
+        "preprocessor": DEIT_PREPROCESSOR},
+    "facebook/dinov2-small-imagenet1k-1-layer": {
+        "class": "Dinov2ForImageClassification",
+        "config": {"attention_probs_dropout_prob": 0.0, "drop_path_rate": 0.0, "hidden_act": "gelu",
+                   "hidden_dropout_prob": 0.0, "image_size": 518, "initializer_range": 0.02,
+                   "layer_norm_eps": 1e-06, "layerscale_value": 1.0, "mlp_ratio": 4,
+                   "model_type": "dinov2", "num_channels": 3, "patch_size": 14, "qkv_bias": True,
+                   "torch_dtype": "float32", "transformers_version": "4.32.0.dev0",
+                   "use_swiglu_ffn": False},
+        "dims": {"small": {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 3},
+                 "base": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6}},
+        "preprocessor": DINOV2_PREPROCESSOR},
+}
+
+
+def extra_config(repo_id: str, dims: str = "small") -> dict:
+    """``config.json`` of one of :data:`EXTRA_MODELS` at the stand-in's dimensions."""
+    spec = EXTRA_MODELS[repo_id]
+    labels = imagenet_labels()
+    config = {**spec["config"], **spec["dims"][dims], "architectures": [spec["class"]],
+              "id2label": {str(i): name for i, name in enumerate(labels)},
+              "label2id": {name: i for i, name in enumerate(labels)}}
+    return dict(sorted(config.items()))
+
+
+def seeded_weights(model, seed: int = SEED) -> None:
+    """Random, seeded weights in place, as :func:`init_weights` draws them for the ViT-B/16
+    stand-in but found by module type, so they fit any of the classes: linear and convolution
+    weights ``N(0, gain^2 / fan_in)`` (gain 1.5 for queries and keys, so attention is peaked, 2
+    for the patch embedding), LayerNorms and layer scales near 1, biases near 0, CLS and
+    distillation tokens ``N(0, 0.5^2)``, position embeddings ``N(0, 0.2^2)``, the mask token 0."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def normal(tensor, mean, std):
+        tensor.copy_(mean + std * torch.randn(tensor.shape, generator=g))
+
+    with torch.no_grad():
+        for name, module in sorted(model.named_modules()):
+            if isinstance(module, torch.nn.Linear):
+                gain = 1.5 if name.endswith(("q_proj", "k_proj")) else 1.0
+                normal(module.weight, 0, gain / math.sqrt(module.in_features))
+                normal(module.bias, 0, 0.02)
+            elif isinstance(module, torch.nn.Conv2d):
+                normal(module.weight, 0, 2 / math.sqrt(module.weight[0].numel()))
+                normal(module.bias, 0, 0.02)
+            elif isinstance(module, torch.nn.LayerNorm):
+                normal(module.weight, 1, 0.1)
+                normal(module.bias, 0, 0.05)
+        for name, parameter in sorted(model.named_parameters()):
+            if name.endswith(("cls_token", "distillation_token", "register_tokens")):
+                normal(parameter, 0, 0.5)
+            elif name.endswith("position_embeddings"):
+                normal(parameter, 0, 0.2)
+            elif name.endswith("mask_token"):
+                parameter.zero_()
+            elif name.endswith("lambda1"):
+                normal(parameter, 1, 0.1)
+
+
+def extra_model_files(repo_id: str, dims: str = "small", seed: int = SEED) -> dict[str, bytes]:
+    """The repo's files: config, preprocessing, seeded weights saved by transformers (which
+    writes the 4.x key names), README and .gitattributes."""
+    import torch
+    import transformers
+
+    spec = EXTRA_MODELS[repo_id]
+    config_json = extra_config(repo_id, dims)
+    config = transformers.AutoConfig.for_model(**config_json)
+    from transformers.utils import logging as hf_logging
+
+    with torch.random.fork_rng(devices=[]):
+        model = getattr(transformers, spec["class"])(config)
+    seeded_weights(model, seed)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            model.save_pretrained(scratch, safe_serialization=True)
+            weights = (Path(scratch) / "model.safetensors").read_bytes()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    size = spec["dims"][dims]
+    return {
+        "config.json": json.dumps(config_json, indent=2).encode() + b"\n",
+        "preprocessor_config.json": json.dumps(spec["preprocessor"], indent=2).encode() + b"\n",
+        "model.safetensors": weights,
+        "README.md": EXTRA_README.format(repo_id=repo_id, cls=spec["class"], dims=dims,
+                                         hidden=size["hidden_size"],
+                                         layers=size["num_hidden_layers"],
+                                         heads=size["num_attention_heads"]).encode(),
+        ".gitattributes": GITATTRIBUTES.encode(),
+    }
+
+
+EXTRA_README = """\
+---
+license: apache-2.0
+tags:
+- vision
+- image-classification
+datasets:
+- imagenet-1k
+---
+
+# Stand-in for {repo_id}
+
+Generated by the course's `tests/standin.py` so that CI can rehearse loading `{repo_id}` (a
+`{cls}`) without the network. Same files, configuration fields, label set, preprocessing and
+checkpoint key names as the real repository; random, seeded weights of {dims} dimensions
+({hidden} hidden, {layers} layers, {heads} heads). It knows nothing about real images.
+"""
+
+
+# --- the fine-tuning data set (notebook 07) --------------------------------------------------
+
+CIFAR10_REPO = "uoft-cs/cifar10"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck"]
+CIFAR10_SPLITS = {"train": 40, "test": 20}  # images a class (the real set: 5000 and 1000)
+CIFAR10_README = """\
+---
+configs:
+- config_name: plain_text
+  data_files:
+  - split: train
+    path: plain_text/train-*
+  - split: test
+    path: plain_text/test-*
+  default: true
+dataset_info:
+  config_name: plain_text
+  features:
+  - name: img
+    dtype: image
+  - name: label
+    dtype:
+      class_label:
+        names:
+{names}
+---
+
+# Stand-in for uoft-cs/cifar10
+
+Generated by the course's `tests/standin.py`: the real repository's layout, configuration and
+columns (`img`: a 32x32 PNG, `label`: one of the 10 CIFAR-10 classes), filled with seeded drawings
+(a colour gradient and a shape per class, with noise), {counts}.
+"""
+
+
+def write_cifar10(folder: str | Path, seed: int = SEED) -> Path:
+    """The ``uoft-cs/cifar10`` stand-in in ``folder``: README with the features, one parquet file a
+    split. Each class has its own look (:func:`_class_style`), so it can be learnt."""
+    import datasets
+
+    folder = Path(folder)
+    bar = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        _write_cifar10_splits(folder, seed)
+    finally:
+        if bar:
+            datasets.enable_progress_bars()
+    names = "".join(f"          '{i}': {name}\n" for i, name in enumerate(CIFAR10_CLASSES))
+    counts = ", ".join(f"{n * len(CIFAR10_CLASSES)} {split} images"
+                       for split, n in CIFAR10_SPLITS.items())
+    (folder / "README.md").write_text(CIFAR10_README.format(names=names.rstrip("\n"),
+                                                            counts=counts))
+    return folder
+
+
+def _write_cifar10_splits(folder: Path, seed: int) -> None:
+    import datasets
+
+    features = datasets.Features({"img": datasets.Image(),
+                                  "label": datasets.ClassLabel(names=CIFAR10_CLASSES)})
+    for split_idx, (split, per_class) in enumerate(CIFAR10_SPLITS.items()):
+        images, labels = [], []
+        for i in range(per_class * len(CIFAR10_CLASSES)):
+            label = i % len(CIFAR10_CLASSES)
+            rng = np.random.default_rng([seed, 3, split_idx, i])
+            images.append(_draw(_class_style(1000 + label, seed), 32, 32, rng))
+            labels.append(label)
+        part = folder / "plain_text" / f"{split}-00000-of-00001.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict({"img": images, "label": labels}, features=features
+                                   ).to_parquet(str(part))
+
+
 # --- the whole stand-in ---------------------------------------------------------------------
 
 def _prepare_root(root: Path) -> None:
@@ -553,6 +792,7 @@ def environment(root: Path, size: int, md5: str) -> dict[str, str]:
         "COURSE_IMAGENET_A_URL": (root / "imagenet-a.tar").as_uri(),
         "COURSE_IMAGENET_A_SIZE": str(size),
         "COURSE_IMAGENET_A_MD5": md5,
+        "COURSE_FINETUNE_DATA": str(root / "cifar10"),
     }
 
 
@@ -605,6 +845,13 @@ def build(root: str | Path, dims: str = "small", seed: int = SEED) -> dict[str, 
         ".gitattributes": GITATTRIBUTES.encode(),
     }
     snapshot = write_hub_cache(root / "hf" / "hub", files)
+    for repo_id in EXTRA_MODELS:
+        write_hub_cache(root / "hf" / "hub", extra_model_files(repo_id, dims, seed),
+                        "models--" + repo_id.replace("/", "--"))
+    cifar = root / "cifar10"
+    if cifar.exists():
+        shutil.rmtree(cifar)
+    write_cifar10(cifar, seed)
 
     # The fraction right, through the model as the hub cache holds it (float32).
     model = load_checked(snapshot)

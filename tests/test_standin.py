@@ -1,6 +1,7 @@
-"""tests/standin.py: the real world's local stand-ins -- a hub-cache snapshot of
-google/vit-base-patch16-224 and an ImageNet-A-shaped archive -- are what the real world's loaders
-expect, and the course's own code runs its real world against them. Offline; small dims; tmp_path.
+"""tests/standin.py: the real world's local stand-ins -- hub-cache snapshots of
+google/vit-base-patch16-224 and of the DeiT and DINOv2 models, an ImageNet-A-shaped archive and a
+CIFAR-10-shaped dataset repo -- are what the real world's loaders expect, and the course's own code
+runs its real world against them. Offline; small dims; tmp_path.
 """
 import hashlib
 import io
@@ -13,6 +14,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -24,7 +26,8 @@ REPO_ID = "google/vit-base-patch16-224"
 FILES = {"config.json", "preprocessor_config.json", "model.safetensors", "README.md",
          ".gitattributes"}
 ENV_NAMES = ["HF_HOME", "HF_HUB_OFFLINE", "COURSE_WORLD", "COURSE_DATA_DIR",
-             "COURSE_IMAGENET_A_URL", "COURSE_IMAGENET_A_SIZE", "COURSE_IMAGENET_A_MD5"]
+             "COURSE_IMAGENET_A_URL", "COURSE_IMAGENET_A_SIZE", "COURSE_IMAGENET_A_MD5",
+             "COURSE_FINETUNE_DATA"]
 # Variables that would send the hub client elsewhere than $HF_HOME/hub.
 HUB_OVERRIDES = ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_HUB_OFFLINE"]
 
@@ -36,12 +39,12 @@ def built(tmp_path_factory):
     return root, standin.build(root)
 
 
-def repo_folder(root):
-    return Path(root) / "hf" / "hub" / standin.REPO_FOLDER
+def repo_folder(root, repo_id=REPO_ID):
+    return Path(root) / "hf" / "hub" / ("models--" + repo_id.replace("/", "--"))
 
 
-def snapshot_of(root):
-    repo = repo_folder(root)
+def snapshot_of(root, repo_id=REPO_ID):
+    repo = repo_folder(root, repo_id)
     return repo / "snapshots" / (repo / "refs" / "main").read_text()
 
 
@@ -70,6 +73,7 @@ def test_environment_names_the_stand_ins(built):
     assert env["COURSE_IMAGENET_A_URL"].startswith("file:///")
     assert int(env["COURSE_IMAGENET_A_SIZE"]) == archive.stat().st_size
     assert env["COURSE_IMAGENET_A_MD5"] == hashlib.md5(archive.read_bytes()).hexdigest()
+    assert env["COURSE_FINETUNE_DATA"] == str(root / "cifar10")
     lines = [shlex.split(line) for line in (root / "env.sh").read_text().splitlines()]
     assert lines == [["export", f"{name}={env[name]}"] for name in ENV_NAMES]
 
@@ -83,9 +87,10 @@ def test_refuses_to_build_in_a_folder_it_did_not_make(tmp_path):
 
 # --- the hub cache ----------------------------------------------------------------------------
 
-def test_hub_cache_has_the_hub_clients_layout(built):
+@pytest.mark.parametrize("repo_id", [REPO_ID, *standin.EXTRA_MODELS])
+def test_hub_cache_has_the_hub_clients_layout(built, repo_id):
     root, _ = built
-    repo = repo_folder(root)
+    repo = repo_folder(root, repo_id)
     commit = (repo / "refs" / "main").read_text()
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
     assert [p.name for p in (repo / "snapshots").iterdir()] == [commit]
@@ -102,14 +107,15 @@ def test_hub_cache_has_the_hub_clients_layout(built):
             assert blob.name == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def test_hub_client_finds_the_snapshot(built):
+@pytest.mark.parametrize("repo_id", [REPO_ID, *standin.EXTRA_MODELS])
+def test_hub_client_finds_the_snapshot(built, repo_id):
     from huggingface_hub import try_to_load_from_cache
 
     root, _ = built
     cache = root / "hf" / "hub"
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
-        found = try_to_load_from_cache(REPO_ID, name, cache_dir=cache)
-        assert isinstance(found, str) and Path(found) == snapshot_of(root) / name
+        found = try_to_load_from_cache(repo_id, name, cache_dir=cache)
+        assert isinstance(found, str) and Path(found) == snapshot_of(root, repo_id) / name
 
 
 def test_files_are_the_real_repos(built):
@@ -223,6 +229,178 @@ def test_attention_maps_are_not_uniform(built, hub_env):
         assert (cls_row[0] - cls_row[1]).abs().max() > 1e-3, "attention ignores the image"
 
 
+
+# --- the other hub models (DeiT, DINOv2) --------------------------------------------------------
+
+DEIT_PREPROCESSOR = {"crop_size": 224, "do_center_crop": True, "do_normalize": True,
+                     "do_resize": True, "feature_extractor_type": "DeiTFeatureExtractor",
+                     "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+                     "resample": 3, "size": 256}
+# What the hub repos hold, written out here rather than taken from standin.py.
+EXPECTED = {
+    "facebook/deit-tiny-patch16-224": dict(
+        architecture="ViTForImageClassification", model_type="vit", image_size=224, patch_size=16,
+        processor="DeiTImageProcessor", preprocessor=DEIT_PREPROCESSOR, prefix="vit",
+        tokens=["cls_token"], heads=["classifier"], norms=("layernorm_before", "layernorm_after"),
+        modules=("attention.attention.query", "attention.attention.key",
+                 "attention.attention.value", "attention.output.dense", "intermediate.dense",
+                 "output.dense"), layer_scale=False),
+    "facebook/deit-base-distilled-patch16-224": dict(
+        architecture="DeiTForImageClassificationWithTeacher", model_type="deit", image_size=224,
+        patch_size=16, processor="DeiTImageProcessor", preprocessor=DEIT_PREPROCESSOR,
+        prefix="deit", tokens=["cls_token", "distillation_token"],
+        heads=["cls_classifier", "distillation_classifier"],
+        norms=("layernorm_before", "layernorm_after"),
+        modules=("attention.attention.query", "attention.attention.key",
+                 "attention.attention.value", "attention.output.dense", "intermediate.dense",
+                 "output.dense"), layer_scale=False),
+    "facebook/dinov2-small-imagenet1k-1-layer": dict(
+        architecture="Dinov2ForImageClassification", model_type="dinov2", image_size=518,
+        patch_size=14, processor="BitImageProcessor",
+        preprocessor={"crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+                      "do_convert_rgb": True, "do_normalize": True, "do_rescale": True,
+                      "do_resize": True, "image_mean": [0.485, 0.456, 0.406],
+                      "image_processor_type": "BitImageProcessor",
+                      "image_std": [0.229, 0.224, 0.225], "resample": 3,
+                      "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 256}},
+        prefix="dinov2", tokens=["cls_token", "mask_token"], heads=["classifier"],
+        norms=("norm1", "norm2"),
+        modules=("attention.attention.query", "attention.attention.key",
+                 "attention.attention.value", "attention.output.dense", "mlp.fc1", "mlp.fc2"),
+        layer_scale=True),
+}
+
+
+def expected_keys(repo_id, layers):
+    """The checkpoint's key names as transformers 4.x saved them."""
+    e = EXPECTED[repo_id]
+    p = e["prefix"]
+    keys = {f"{p}.embeddings.{token}" for token in e["tokens"]}
+    keys |= {f"{p}.embeddings.position_embeddings", f"{p}.layernorm.weight", f"{p}.layernorm.bias",
+             f"{p}.embeddings.patch_embeddings.projection.weight",
+             f"{p}.embeddings.patch_embeddings.projection.bias"}
+    keys |= {f"{head}.{w}" for head in e["heads"] for w in ("weight", "bias")}
+    for i in range(layers):
+        for module in e["modules"] + e["norms"]:
+            keys |= {f"{p}.encoder.layer.{i}.{module}.{w}" for w in ("weight", "bias")}
+        if e["layer_scale"]:
+            keys |= {f"{p}.encoder.layer.{i}.layer_scale{k}.lambda1" for k in (1, 2)}
+    return keys
+
+
+@pytest.mark.parametrize("repo_id", list(EXPECTED))
+def test_other_models_files_are_their_repos(built, repo_id):
+    root, _ = built
+    snapshot = snapshot_of(root, repo_id)
+    e = EXPECTED[repo_id]
+    assert {p.name for p in snapshot.iterdir()} == FILES
+    config = json.loads((snapshot / "config.json").read_text())
+    assert config["architectures"] == [e["architecture"]] and config["model_type"] == e["model_type"]
+    assert (config["image_size"], config["patch_size"]) == (e["image_size"], e["patch_size"])
+    assert len(config["id2label"]) == 1000 and config["id2label"]["0"] == "tench"
+    for _, index, name in standin.imagenet_a_table():
+        assert config["id2label"][str(index)] == name and config["label2id"][name] == index
+    assert json.loads((snapshot / "preprocessor_config.json").read_text()) == e["preprocessor"]
+    with safe_open(str(snapshot / "model.safetensors"), "pt") as file:
+        assert file.metadata() == {"format": "pt"}
+        keys = set(file.keys())
+        classifier = tuple(file.get_slice(f"{e['heads'][0]}.weight").get_shape())
+        positions = tuple(file.get_slice(f"{e['prefix']}.embeddings.position_embeddings"
+                                         ).get_shape())
+    assert keys == expected_keys(repo_id, config["num_hidden_layers"])
+    hidden = config["hidden_size"]
+    assert hidden < 100, "small dimensions by default"
+    # DINOv2's head reads CLS concatenated with the mean patch token.
+    assert classifier == (1000, 2 * hidden if e["model_type"] == "dinov2" else hidden)
+    grid = (e["image_size"] // e["patch_size"]) ** 2
+    assert positions == (1, grid + (2 if e["model_type"] == "deit" else 1), hidden)
+
+
+OTHER_MODELS_THROUGH_THE_COURSE = r"""
+import json, sys
+import numpy as np
+import torch
+import transformers
+from PIL import Image
+from safetensors.torch import load_file
+from helpers.models import load_model
+
+torch.set_num_threads(1)
+report = {}
+for repo_id in json.loads(sys.argv[1]):
+    model, processor = load_model(repo_id)
+    _, info = type(model).from_pretrained(repo_id, local_files_only=True, output_loading_info=True)
+    snapshot = transformers.utils.cached_file(repo_id, "model.safetensors", local_files_only=True)
+    loaded = list(model.state_dict().values())
+    unused = [key for key, tensor in load_file(snapshot).items()
+              if not any(t.shape == tensor.shape and torch.equal(t, tensor) for t in loaded)]
+    pixels = processor(images=Image.new("RGB", (300, 200), (255, 0, 128)),
+                       return_tensors="pt")["pixel_values"]
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), np.uint8))
+    with torch.no_grad():
+        out = model(pixel_values=processor(images=noise, return_tensors="pt")["pixel_values"],
+                    output_attentions=True)
+    cls_row = out.attentions[0][0, :, 0]
+    report[repo_id] = {
+        "class": type(model).__name__, "processor": type(processor).__name__,
+        "attention": model.config._attn_implementation, "labels": model.config.num_labels,
+        "loading": {k: [str(x) for x in v] for k, v in info.items() if v}, "unused": unused,
+        "pixels": list(pixels.shape), "red": pixels[0, 0, 0, 0].item(),
+        "logits": list(out.logits.shape), "attentions": list(out.attentions[0].shape),
+        "peak": (cls_row.max(-1).values * cls_row.shape[-1]).mean().item()}
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def through_the_course(built):
+    """What the course's ``load_model`` makes of each of the other stand-in models, in a fresh
+    process with only the stand-in's environment (the hub client reads ``HF_HOME`` at import)."""
+    _, env = built
+    clean = {k: v for k, v in os.environ.items() if k not in HUB_OVERRIDES}
+    result = subprocess.run([sys.executable, "-c", OTHER_MODELS_THROUGH_THE_COURSE,
+                             json.dumps(list(EXPECTED))], env={**clean, **env, "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("repo_id", list(EXPECTED))
+def test_other_models_load_every_weight_through_the_course(through_the_course, repo_id):
+    e, got = EXPECTED[repo_id], through_the_course[repo_id]
+    assert (got["class"], got["processor"]) == (e["architecture"], e["processor"])
+    assert got["attention"] == "eager" and got["labels"] == 1000
+    assert not got["loading"], got["loading"]  # no missing, unexpected or mismatched keys
+    assert not got["unused"], f"tensors of the file not in the model: {got['unused']}"
+    assert got["pixels"] == [1, 3, 224, 224]
+    assert abs(got["red"] - (1 - 0.485) / 0.229) < 1e-3  # ImageNet mean/std
+    tokens = (224 // e["patch_size"]) ** 2 + len([t for t in e["tokens"] if t != "mask_token"])
+    assert got["logits"] == [1, 1000] and got["attentions"][-2:] == [tokens, tokens]
+    assert got["peak"] > 3, "CLS attention is nearly uniform"
+
+
+# --- the fine-tuning data set -----------------------------------------------------------------
+
+def test_cifar10_stand_in_loads_as_the_hub_repo_does(built, hub_env):
+    import datasets
+
+    root, env = built
+    loaded = datasets.load_dataset(env["COURSE_FINETUNE_DATA"])
+    assert set(loaded) == {"train", "test"}
+    train = loaded["train"]
+    assert list(train.features) == ["img", "label"]
+    assert train.features["label"].names == ["airplane", "automobile", "bird", "cat", "deer",
+                                             "dog", "frog", "horse", "ship", "truck"]
+    assert isinstance(train.features["img"], datasets.Image)
+    assert train[0]["img"].size == (32, 32) and train[0]["img"].mode == "RGB"
+    for split, per_class in standin.CIFAR10_SPLITS.items():
+        labels = loaded[split]["label"]
+        assert sorted(set(labels)) == list(range(10))
+        assert all(labels.count(c) == per_class for c in range(10))
+    # Classes look different: mean colours of two classes differ.
+    means = [np.asarray(train[i]["img"], dtype=float).mean((0, 1)) for i in range(2)]
+    assert np.abs(means[0] - means[1]).max() > 10
+
 # --- the archive ------------------------------------------------------------------------------
 
 def test_archive_is_imagenet_a_shaped(built):
@@ -316,7 +494,10 @@ def test_building_again_gives_the_same_stand_in(built, tmp_path):
     again = standin.build(tmp_path / "again")
     assert again["COURSE_IMAGENET_A_MD5"] == env["COURSE_IMAGENET_A_MD5"]
     assert again["COURSE_IMAGENET_A_SIZE"] == env["COURSE_IMAGENET_A_SIZE"]
-    first, second = snapshot_of(root), snapshot_of(tmp_path / "again")
-    assert first.name == second.name  # the same files give the same commit
-    for name in FILES:
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    for repo_id in [REPO_ID, *standin.EXTRA_MODELS]:
+        first, second = snapshot_of(root, repo_id), snapshot_of(tmp_path / "again", repo_id)
+        assert first.name == second.name, repo_id  # the same files give the same commit
+        for name in FILES:
+            assert (first / name).read_bytes() == (second / name).read_bytes(), (repo_id, name)
+    for part in sorted((root / "cifar10").rglob("*.*")):
+        assert part.read_bytes() == (tmp_path / "again" / part.relative_to(root)).read_bytes()
