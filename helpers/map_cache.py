@@ -10,8 +10,8 @@ and computes only the ones not there yet. The file name holds everything a map d
 
 - the model: :func:`weights_fingerprint`, a hash of *every* parameter and buffer (a retrained,
   untrained or otherwise modified model gets its own folder);
-- the method and its options, written out canonically (``{"head_fusion": "mean"}`` and the same
-  dict in another order share a file), and the source code of the methods and backbone adapters
+- the method and its options, written out canonically (:func:`canonical_options`: defaults
+  filled in, AttnLRP's presets as their gammas, any order), and the source code of the methods and backbone adapters
   (:func:`code_fingerprint`: a changed implementation starts a new file instead of reading stale
   maps).
 
@@ -52,11 +52,35 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:8]
 
 
+def canonical_options(method: str, options: dict) -> dict:
+    """``options`` as the method computes with them: its keyword defaults filled in, AttnLRP's
+    ``preset`` replaced by its two gammas (float), so that equal explanations share a key
+    (``{}`` and ``{"head_fusion": "mean"}`` for rollout; ``preset="very_aggressive"`` and
+    ``conv_gamma=100, lin_gamma=1`` for AttnLRP)."""
+    import inspect
+
+    from .methods import METHODS
+
+    function = METHODS[method]
+    if method == "attnlrp":  # registered through a lazy wrapper: read the real signature
+        from .methods.attnlrp import attnlrp as function
+    defaults = {p.name: p.default for p in inspect.signature(function).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "resolution"}
+    options = {**defaults, **options}
+    if method == "attnlrp":
+        from .methods.attnlrp import resolve_gammas
+
+        gammas = resolve_gammas(options.pop("preset"), options["conv_gamma"], options["lin_gamma"])
+        options |= {key: None if g is None else float(g) for key, g in zip(("conv_gamma", "lin_gamma"), gammas)}
+    return options
+
+
 def variant_file(folder, model, method: str, options: dict, fingerprint: str | None = None) -> Path:
     """Where the maps of ``method`` with ``options`` on ``model`` are kept under ``folder``."""
     from .predict import model_tag
 
-    canonical = json.dumps({"method": method, "options": options, "code": code_fingerprint()},
+    canonical = json.dumps({"method": method, "options": canonical_options(method, options),
+                            "code": code_fingerprint()},
                            sort_keys=True, default=repr)
     key = hashlib.sha1(canonical.encode()).hexdigest()[:10]
     model_folder = f"{model_tag(model).rsplit('-', 1)[0]}-{fingerprint or weights_fingerprint(model)}"

@@ -117,6 +117,20 @@ def test_explain_variants_reuse_cached_maps_by_model_image_target_and_options(mo
         evaluate.explain_variants(model, images, targets, chefer, ids=ids)
 
 
+def test_cache_keys_name_what_a_map_depends_on(model, tmp_path):
+    from helpers.map_cache import variant_file
+
+    def key(method, **options):
+        return variant_file(tmp_path, model, method, options, fingerprint="f")
+
+    assert key("rollout") == key("rollout", head_fusion="mean", discard_ratio=0.0)  # the defaults
+    assert key("rollout", head_fusion="max") != key("rollout")
+    assert key("attnlrp", preset="very_aggressive") == key("attnlrp", conv_gamma=100, lin_gamma=1.0, variant="cp")
+    assert key("attnlrp", preset="balanced") != key("attnlrp", preset="balanced", variant="attnlrp")
+    assert key("attnlrp", conv_gamma=0.1, lin_gamma=1.0) != key("attnlrp", conv_gamma=100, lin_gamma=1.0)
+    assert key("gmar", norm="l1") != key("gmar", norm="l2") and key("gmar") != key("chefer")
+
+
 def test_localisation_scores_known_answers():
     masks = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
     masks[:, :PATCH, :PATCH] = True  # the object fills the top-left patch
