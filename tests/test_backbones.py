@@ -4,7 +4,7 @@ One small random model per supported class (hidden 32, 2 layers, 4x4 or 4x5 patc
 on a non-square input of another size than its config, so the grid must come from the pixels).
 What the architectures differ in is written here once more, plainly and independently of the
 adapters (:data:`PREFIX`, :func:`reference_rows`, :data:`LAYERS`); every method is compared with
-a slow one-image reference; LeGrad's reference runs the model's *own* forward on a copy cut after
+a slow one-image reference (AttnLRP: CP-LRP without Gamma as plain autograd on a rewritten copy); LeGrad's reference runs the model's *own* forward on a copy cut after
 each layer, so it does not trust the adapter's head.
 """
 import copy
@@ -180,12 +180,40 @@ def reference_legrad(kind, model, image, target, layers=None):
     return sum(maps) / len(maps)
 
 
+def reference_cp_lrp(kind, model, image, target):
+    """CP-LRP without Gamma as plain autograd on a copy whose modules are rewritten by type and name
+    here: LayerNorm with its standard deviation detached, q and k projections detached, the
+    identity rule ``x * (f(x) / x).detach()`` on every activation, and a gated MLP's product
+    ``(a b.detach() + a.detach() b) / 2`` (each factor half); relevance = input x gradient."""
+    copy_ = copy.deepcopy(model)
+    for name, module in copy_.named_modules():
+        if isinstance(module, nn.LayerNorm):
+            module.forward = lambda x, m=module: (
+                (x - x.mean(-1, keepdim=True))
+                / (x.var(-1, keepdim=True, unbiased=False) + m.eps).sqrt().detach() * m.weight + m.bias)
+        elif name.endswith(("q_proj", "k_proj")):
+            module.forward = lambda x, f=module.forward: f(x).detach()
+        elif name.endswith(("activation_fn", "act_fn")):
+            module.forward = lambda x, f=module.forward: x * (f(x) / x).detach()
+        elif hasattr(module, "gate_proj"):
+            def gated(x, m=module):
+                a, b = m.act_fn(m.gate_proj(x)), m.up_proj(x)
+                return m.down_proj((a * b.detach() + a.detach() * b) / 2)
+            module.forward = gated
+    x = image[None].clone().requires_grad_(True)
+    gradient, = torch.autograd.grad(copy_(pixel_values=x).logits[0, target], x)
+    pixel = (x * gradient)[0].sum(0)
+    rows, columns = grid(kind)
+    return pixel.reshape(rows, 8, columns, 8).sum((1, 3))
+
+
 REFERENCES = {
     "attention": (reference_attention, [{}, {"layer": 0, "head_fusion": "max"}]),
     "rollout": (reference_rollout, [{}, {"head_fusion": "min"}]),
     "chefer": (reference_chefer, [{}]),
     "gmar": (reference_gmar, [{"norm": "l2"}]),
     "legrad": (reference_legrad, [{}, {"layers": [1]}]),
+    "attnlrp": (reference_cp_lrp, [{}]),
 }
 
 
