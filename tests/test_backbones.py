@@ -4,8 +4,9 @@ One small random model per supported class (hidden 32, 2 layers, 4x4 or 4x5 patc
 on a non-square input of another size than its config, so the grid must come from the pixels).
 What the architectures differ in is written here once more, plainly and independently of the
 adapters (:data:`PREFIX`, :func:`reference_rows`, :data:`LAYERS`); every method is compared with
-a slow one-image reference (AttnLRP: CP-LRP without Gamma as plain autograd on a rewritten copy); LeGrad's reference runs the model's *own* forward on a copy cut after
-each layer, so it does not trust the adapter's head.
+a slow one-image reference (AttnLRP: CP-LRP without Gamma as plain autograd on a rewritten copy);
+LeGrad's reference runs the model's *own* forward on a copy cut after each layer, so it does not
+trust the adapter's head.
 """
 import copy
 
