@@ -110,16 +110,12 @@ def _shorten(values):
     return "/".join(f"{v:.3g}" for v in values)
 
 
-HEAD_READS = {"ViTForImageClassification": "CLS", "DeiTForImageClassification": "CLS",
-              "DeiTForImageClassificationWithTeacher": "(CLS head + distillation head) / 2",
-              "Dinov2ForImageClassification": "concat(CLS, mean of patches)",
-              "Dinov2WithRegistersForImageClassification": "concat(CLS, mean of patches)"}
 facts = pd.DataFrame({label: {
     "class": type(model).__name__,
     "layers × heads": f"{model.config.num_hidden_layers} × {model.config.num_attention_heads}",
     "width": model.config.hidden_size,
     "prefix tokens": ", ".join(adapter_for(model).prefix_tokens),
-    "head reads": HEAD_READS[type(model).__name__],
+    "head reads": adapter_for(model).head_reads,
     "patch": model.config.patch_size,
     "mean / std": f"{_shorten(processor.image_mean)} / {_shorten(processor.image_std)}",
 } for label, (model, processor) in backbones.items()}).T

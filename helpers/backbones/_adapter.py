@@ -39,6 +39,7 @@ class Adapter:
     image_mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     image_std: tuple[float, ...] = (0.5, 0.5, 0.5)
     interpolates_positions = False   # True: any multiple of the patch size is accepted
+    head_reads = "CLS"               # what the head reads, in words (for tables)
 
     def __init__(self, model):
         self.model = model

@@ -14,6 +14,7 @@ class DeiTWithTeacherAdapter(Adapter):
     layers_path = "deit.layers"
     final_norm = "deit.layernorm"
     classifiers = ("cls_classifier", "distillation_classifier")
+    head_reads = "(CLS head + distillation head) / 2"
     image_mean = IMAGENET_MEAN
     image_std = IMAGENET_STD
 

@@ -21,6 +21,7 @@ class Dinov2Adapter(Adapter):
     image_mean = IMAGENET_MEAN
     image_std = IMAGENET_STD
     interpolates_positions = True
+    head_reads = "concat(CLS, mean of patches)"
 
     def head(self, hidden_state):
         normed = self.model.get_submodule(self.final_norm)(hidden_state)

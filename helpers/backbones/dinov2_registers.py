@@ -12,6 +12,7 @@ class Dinov2RegistersAdapter(Dinov2Adapter):
     body = "dinov2_with_registers"
     layers_path = "dinov2_with_registers.encoder.layer"
     final_norm = "dinov2_with_registers.layernorm"
+    head_reads = "concat(CLS, mean of patches; registers excluded)"
 
     @property
     def prefix_tokens(self):
