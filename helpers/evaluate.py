@@ -12,7 +12,7 @@ on :mod:`helpers.metrics`; the notebook only aggregates and plots them.
 - :func:`faithfulness_scores`  deletion / insertion areas per image and the mean curves (Petsiuk
   et al. 2018), optionally with the softmax restricted to the dataset's classes (ImageNet-A);
 - :func:`sanity_scores`        cascading randomisation (Adebayo et al. 2018), Spearman rho per stage;
-- :func:`cost_scores`          time per image in forward passes (:func:`helpers.metrics.relative_cost`);
+- :func:`bench_costs`          time per image in forward passes, from ``make bench``'s table;
 - :func:`results_table`        one row per variant: means with 95 % confidence intervals.
 """
 from __future__ import annotations
@@ -258,18 +258,41 @@ def sanity_scores(model, pixel_values: torch.Tensor, targets, variants: dict, se
                              kind="stable").reset_index(drop=True)
 
 
-def cost_scores(model, pixel_values: torch.Tensor, targets, variants: dict,
-                repeats: int = 3) -> pd.DataFrame:
-    """One row per variant: ``variant, cost`` = seconds per image of the variant divided by seconds
-    per image of one forward pass (no gradient), both timed back to back on ``pixel_values`` by
-    :func:`helpers.metrics.relative_cost` (a ratio, so comparable across machines)."""
-    device = next(model.parameters()).device
-    pixel_values, targets = pixel_values.to(device), torch.as_tensor(targets).to(device)
+def bench_costs(variants: dict, costs: pd.DataFrame, batch: int = 8, threads: int = 1) -> pd.DataFrame:
+    """One row per variant: ``variant, cost`` = seconds per image of the variant / seconds per image
+    of one forward pass (no gradient), read from the table ``make bench`` wrote
+    (:func:`helpers.bench.load_costs`: ViT-B/16, interleaved repeats, medians) at ``batch`` and
+    ``threads``. The forward pass's time is that of the rows measured against it (attention,
+    rollout: seconds / ratio). A variant matches a row by its method and canonical options
+    (:func:`helpers.map_cache.canonical_options`); variants the bench does not run are NaN."""
+    import ast
+
+    from .map_cache import canonical_options
+
+    def parsed(text: str) -> dict:
+        options = {}
+        for pair in str(text).split():
+            key, value = pair.split("=", 1)
+            try:
+                options[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                options[key] = value
+        return options
+
+    ours = costs[(costs["implementation"] == "helpers") & (costs["batch"] == batch)
+                 & (costs["threads"] == threads)]
+    if ours.empty:
+        raise ValueError(f"the cost table has no row of this course's methods at batch {batch}, "
+                         f"{threads} thread(s): run `make bench`")
+    floored = ours[ours["floor"] == "forward"]
+    forward_seconds = (floored["seconds_per_image"] / floored["ratio"]).median()
+    measured = [(row.method, canonical_options(row.method, parsed(row.variant)), row.seconds_per_image)
+                for row in ours.itertuples()]
     rows = []
     for label, (method, options) in variants.items():
-        run = partial(_explain, method, options, model, targets=targets)
-        rows.append({"variant": label,
-                     "cost": metrics.relative_cost(model, run, pixel_values, repeats)})
+        wanted = canonical_options(method, options)
+        seconds = [s for m, o, s in measured if m == method and o == wanted]
+        rows.append({"variant": label, "cost": seconds[0] / forward_seconds if seconds else float("nan")})
     return pd.DataFrame(rows)
 
 

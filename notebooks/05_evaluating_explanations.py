@@ -66,7 +66,6 @@ N_FAITHFULNESS = {"offline": 12 if CI else 64, "real": 4 if CI else 16}  # image
 DELETION_STEPS = 7 if CI else 14  # curve points - 1; each step changes (patches / steps) patches
 DELETION_BASELINE = "zero"  # what replaces a patch: "zero" (grey) | "blur" | "mean"
 N_SANITY = {"offline": 3 if CI else 12, "real": 2 if CI else 4}  # images, one explanation a stage
-N_TIMING, TIMING_REPEATS = (2, 1) if CI else (8, 3)  # images and repeats for the cost
 BATCH_SIZE = 16
 
 # %%
@@ -407,27 +406,34 @@ print(f"|LRP| across the variants: ρ {abs_rho.iloc[:, 0].min():.2f} to {abs_rho
 # ## 4 · Cost
 #
 # Time per image of each method divided by the time per image of one forward pass without
-# gradients, both measured back to back in this run on the same batch
-# (`helpers.metrics.relative_cost`). Seconds depend on the machine; the ratio much less.
+# gradients. Timing inside this notebook would measure a busy kernel on a handful of images (noise)
+# and change at every run, so the numbers come from `make bench` (`helpers.bench`): ViT-B/16 with
+# random weights, every method run between two runs of its floor, median of several rounds, read
+# from its table `figures/bench/costs.csv` (the machine is printed below). A variant the bench does
+# not run has no cost here. Seconds depend on the machine; the ratio much less.
 
 # %%
-if viz.batch_run() and not CI:  # `make run`: its outputs are committed, and timings change every run
-    cost = None
-    print("Timings change from run to run, so the committed notebook shows none: run this cell "
-          "yourself (or `make bench` for ViT-B/16).")
-else:
-    cost = E.cost_scores(model, faith_pixels[:N_TIMING], faith_targets[:N_TIMING], VARIANTS,
-                         repeats=TIMING_REPEATS)
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(cost) + 1.2), layout="constrained")
-    bars = ax.barh(cost["variant"], cost["cost"], color=[colours[v] for v in cost["variant"]])
+from helpers import bench
+
+COST_BATCH, COST_THREADS = 8, 1  # the bench's setting shown (it also runs batch 1 and 2 threads)
+if bench.CSV_PATH.exists():
+    costs = bench.load_costs()
+    cost = E.bench_costs(VARIANTS, costs, batch=COST_BATCH, threads=COST_THREADS)
+    print(f"make bench, batch {COST_BATCH}, {COST_THREADS} thread; " + "; ".join(costs.attrs["header"][:2]))
+    shown = cost.dropna()
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2), layout="constrained")
+    bars = ax.barh(shown["variant"], shown["cost"], color=[colours[v] for v in shown["variant"]])
     ax.bar_label(bars, fmt="%.1f×", padding=2, fontsize=8)
     ax.axvline(1, color="black", lw=0.8, ls=":")
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.12 * cost["cost"].max())
+    ax.set_xlim(0, 1.12 * shown["cost"].max())
     ax.set_xlabel("time per image / time of one forward pass (dotted: 1 = one forward pass)")
-    ax.set_title(f"cost on {DEVICE}, batch of {len(faith_pixels[:N_TIMING])}")
+    ax.set_title(f"cost of ViT-B/16's explanations (make bench), batch {COST_BATCH}, {COST_THREADS} thread")
     viz.save(fig, "05_cost")
     plt.show()
+else:
+    cost = None
+    print("No cost table yet (figures/bench/costs.csv): run `make bench`, then this cell again.")
 
 # %% [markdown]
 # ## 5 · One table
@@ -435,8 +441,8 @@ else:
 # Everything above, one row per method (the two references at the bottom): pointing game and
 # relevance mass with 95 % intervals (offline only), the deletion and insertion areas with 95 %
 # bootstrap intervals, the mean Spearman ρ after randomising the head only (`sanity ρ (head)`)
-# and after randomising every weight (`sanity ρ (final)`), and, where this run timed the methods
-# (not in the committed full-size run: timings change at every run), the cost in forward passes.
+# and after randomising every weight (`sanity ρ (final)`), and the cost in forward passes of
+# ViT-B/16 where `make bench` measured it.
 # The CSV keeps the raw numbers and the interval bounds (`*_lo`, `*_hi`).
 
 # %%
@@ -541,7 +547,7 @@ if localisation is not None:
     for label in insensitive:
         print(f"{label} fails the sanity check, yet ranks {list(ranked.index).index(label) + 1} of "
               f"{len(ranked)} on relevance mass: a map can localise well without explaining the model.")
-if cost is not None:  # not in committed runs (timings)
+if cost is not None:  # from make bench, where its table exists
     print(f"Cost: cheapest {methods['cost'].idxmin()} ({methods['cost'].min():.1f}× a forward pass), "
           f"dearest {methods['cost'].idxmax()} ({methods['cost'].max():.1f}×).")
 everywhere = set(methods.index).intersection(*map(set, findings.values()))
@@ -553,7 +559,7 @@ print(f"Better than random on every measured metric: {names([m for m in methods.
 
 # %%
 assert list(results.index) == [*VARIANTS, *REFERENCES], "every method and both references in the table"
-assert methods[["deletion", "insertion"]].notna().all().all() and (cost is None or methods["cost"].gt(0).all())
+assert methods[["deletion", "insertion"]].notna().all().all() and (cost is None or methods["cost"].dropna().gt(0).all())
 # the methods that follow the target's gradient or relevance back from the head must change when
 # the head is re-drawn; GMAR reads the target only through its head weights, and barely changes
 target_readers = [v for v in VARIANTS if VARIANTS[v][0] in ("chefer", "legrad", "attnlrp")]

@@ -224,10 +224,27 @@ def test_sanity_scores_absolute_ranks_the_magnitude(model, images):
     assert absolute["attnlrp (balanced)"].to_numpy() == pytest.approx(expected, abs=1e-6)
 
 
-def test_cost_scores_are_positive_ratios(model, images):
-    cost = evaluate.cost_scores(model, images[:2], torch.tensor([0, 1]), FEW, repeats=1)
-    assert list(cost["variant"]) == list(FEW)
-    assert (cost["cost"] > 0).all() and cost["cost"].map(math.isfinite).all()
+def test_bench_costs_in_forward_passes_by_canonical_options():
+    header = ["method", "variant", "implementation", "floor", "batch", "threads", "ratio", "seconds_per_image"]
+    costs = pd.DataFrame([
+        ("attention", "", "helpers", "forward", 8, 1, 1.1, 0.22),  # forward: 0.2 s an image
+        ("rollout", "discard_ratio=0.9 head_fusion=max", "helpers", "forward", 8, 1, 1.5, 0.30),
+        ("rollout", "", "helpers", "forward", 8, 1, 1.2, 0.24),
+        ("chefer", "", "helpers", "forward+backward", 8, 1, 1.2, 0.60),
+        ("chefer", "", "helpers", "forward+backward", 1, 1, 1.2, 9.99),  # another batch size
+        ("attnlrp", "preset=balanced", "helpers", "forward+backward", 8, 1, 1.7, 0.80),
+        ("attnlrp", "preset=balanced", "lxt", "forward+backward", 8, 1, 2.3, 1.20),  # a peer
+    ], columns=header)
+    variants = evaluate.method_variants(presets=["balanced"], full_attnlrp_presets=["balanced"])
+    cost = evaluate.bench_costs(variants, costs).set_index("variant")["cost"]
+    assert cost["attention"] == pytest.approx(1.1) and cost["chefer"] == pytest.approx(3.0)
+    assert cost["rollout (max, discard 0.9)"] == pytest.approx(1.5)  # options in another order
+    assert cost["cp-lrp (balanced)"] == pytest.approx(4.0)  # cp is attnlrp's default variant
+    assert cost["rollout (mean)"] == pytest.approx(1.2)  # mean fusion is rollout's default
+    assert math.isnan(cost["attnlrp (balanced)"])  # full AttnLRP: not benchmarked here
+    assert math.isnan(cost["gmar (l2)"])  # not benchmarked
+    with pytest.raises(ValueError, match="make bench"):
+        evaluate.bench_costs(variants, costs, batch=64)
 
 
 def test_results_table_aggregates_with_intervals():
