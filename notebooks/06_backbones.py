@@ -63,8 +63,8 @@ BACKBONES = {  # label -> what helpers.load_model loads, per world
 }
 METHODS = ["attention", "rollout (mean)", "chefer", "gmar (l1)", "legrad", "cp-lrp (balanced)"]
 N_LOCALISATION_PER_CLASS = 2 if CI else 20  # standard scenes per class (6 classes), offline only
-N_FAITHFULNESS = {"offline": 6 if CI else 48, "real": 2 if CI else 16}  # images for deletion
-DELETION_STEPS = 5 if CI else 14  # curve points - 1
+N_FAITHFULNESS = {"offline": 6 if CI else 32, "real": 2 if CI else 16}  # images for deletion
+DELETION_STEPS = 5 if CI else 10  # curve points - 1
 N_SANITY = {"offline": 2 if CI else 8, "real": 1 if CI else 3}  # images, one explanation a stage
 BATCH_SIZE = 16
 
