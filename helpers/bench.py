@@ -22,13 +22,14 @@ architecture (:func:`torchvision_copy`), which is the model their documented rec
   and the head (``score_projection``) -- the same maps as ``legrad``. torchcam's LeGrad hooks
   ``nn.MultiheadAttention``, so it cannot run on a Hugging Face ViT.
 
-Timing: for each thread count and batch size, every row runs once to warm up; then ``--repeats``
-rounds, in each of which every method runs sandwiched between two runs of its floor (floor,
-method, floor, method, ...), so each ratio compares runs seconds apart and a machine whose load
-drifts still gives fair ratios. A row's ratio is the median over rounds of method time / mean of
+Timing: for each batch size (the small one first) and thread count, every row runs once to warm
+up; then ``--repeats`` rounds, in each of which every method runs sandwiched between two runs of
+its floor (floor, method, floor, method, ...), so each ratio compares runs seconds apart and a
+machine whose load drifts still gives fair ratios. A row's ratio is the median over rounds of method time / mean of
 the two adjacent floor times; s/img is the median method time over the batch size. The table is
 printed and written to ``figures/bench/costs.csv`` (``load_costs()`` reads it back as a pandas
-DataFrame); header lines starting with ``#`` record the machine, the load and the settings.
+DataFrame), rewritten after each setting, so a run cut short leaves the settings it finished;
+header lines starting with ``#`` record the machine, the load and the settings.
 Random weights: timings only, no explanation quality. Nothing here is a test: no wall time is
 asserted anywhere in ``make test``.
 """
@@ -396,13 +397,19 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after a warm-up (median)")
     parser.add_argument("--csv", type=Path, default=CSV_PATH, help="where to write the table")
     parser.add_argument("--no-peers", action="store_true", help="only this course's methods")
+    parser.add_argument("--only", nargs="+", metavar="METHOD",
+                        help="only these methods (and their peers), e.g. --only attnlrp")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: a tiny random ViT, one round (timings meaningless)")
     args = parser.parse_args(argv)
     model = tiny_vit() if args.quick else vit_b16()
     repeats = 1 if args.quick else args.repeats
-    rows = ROWS + ([] if args.no_peers else PEERS)
-    copy = None if args.no_peers else torchvision_copy(model)
+    rows = [row for row in ROWS + ([] if args.no_peers else PEERS)
+            if args.only is None or row.method in args.only]
+    if not rows:
+        raise SystemExit(f"--only {args.only}: no such method; choose from "
+                         f"{sorted({row.method for row in ROWS})}")
+    copy = torchvision_copy(model) if any(row.implementation != OURS for row in rows) else None
     config = model.config
     header = [
         f"helpers.bench: {'--quick tiny ViT' if args.quick else 'ViT-B/16 config'} "
@@ -419,28 +426,21 @@ def main(argv=None) -> list[dict]:
     records, start = [], time.perf_counter()
     previous_threads = torch.get_num_threads()
     try:
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            for batch in args.batches:
-                for record in measure(rows, model, copy, batch, repeats,
-                                      check_peers=threads == args.threads[0]):
-                    record["threads"] = threads
-                    records.append(record)
-                print(f"  {threads} thread(s), batch {batch}: done after "
-                      f"{time.perf_counter() - start:.0f} s, load {load_average()}", flush=True)
+        for batch in args.batches:  # the small batch first: a cut-short run still covers every row
+            checked = {}
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                for record in measure(rows, model, copy, batch, repeats, check_peers=not checked):
+                    key = (record["method"], record["variant"], record["implementation"])
+                    checked.setdefault(key, record["max_rel_diff"])  # peers: checked once a batch
+                    records.append({**record, "threads": threads, "max_rel_diff": checked[key]})
+                progress = (f"{len(records) // len(rows)} of {len(args.batches) * len(args.threads)}"
+                            f" settings done after {time.perf_counter() - start:.0f} s, load "
+                            f"average {load_average()}")
+                print(f"  batch {batch}, {threads} thread(s): {progress}", flush=True)
+                write_csv(args.csv, records, header + [progress])
     finally:
         torch.set_num_threads(previous_threads)
-    for record in records:  # the peer check ran once per batch, at the first thread count
-        if record["implementation"] != OURS:
-            record["max_rel_diff"] = max(r["max_rel_diff"] for r in records
-                                         if r["batch"] == record["batch"]
-                                         and r["threads"] == args.threads[0]
-                                         and (r["method"], r["variant"], r["implementation"])
-                                         == (record["method"], record["variant"],
-                                             record["implementation"]))
-    header.append(f"finished after {time.perf_counter() - start:.0f} s, load average "
-                  f"{load_average()}")
-    write_csv(args.csv, records, header)
     print_table(records, rows)
     print(f"\nTargets (ok/OVER): attention/rollout <= 1.15 x forward; chefer/gmar/legrad <= 1.3 x "
           f"fb; attnlrp without Gamma <= {ATTNLRP_TARGETS['none']} x fb, with a Gamma preset "

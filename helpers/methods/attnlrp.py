@@ -51,8 +51,10 @@ and the gradient handed on is ``R_in / x``. This is exactly zennit 0.5.1's ``Gam
 ``monkey_patch_zennit`` (tested to 1e-5), but computed in one backward with two extra products
 (``|W||x|`` and ``c |W|``: ``W+x+ + W-x- = (Wx + |W||x|)/2`` and likewise in the backward)
 instead of zennit's four re-run modified forwards -- and without patching zennit or lxt classes.
-Measured on a random ViT-B/16 (CPU, one thread, busy machine, +-30 %): AttnLRP costs ~0.9x a
-plain forward+backward without Gamma and ~1.7x with the balanced preset (zennit's hooks: ~3.4x).
+Measured by ``helpers.bench`` (random ViT-B/16, CPU, one thread, frozen parameters, median of 5
+rounds against a forward+backward to the input, on a shared 2-core machine): AttnLRP costs
+0.87-0.90x a forward+backward without Gamma and 1.51-1.60x with a Gamma preset, at batch 1 and 8;
+lxt's own recipe with zennit's Gamma hooks, same maps: 4.4x (batch 1).
 
 No side effects: lxt's own patches replace ``forward`` of whole classes for the whole process.
 Here the rules are installed as *instance-level* ``forward`` attributes on this model's modules
