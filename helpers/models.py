@@ -59,13 +59,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _is_cached(repo_id: str) -> bool:
-    """True if the repo's config and safetensors weights are in the local Hugging Face cache."""
+    """True if the repo's config and weights (safetensors, or PyTorch's ``pytorch_model.bin``
+    where the repo has no safetensors) are in the local Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    return all(
-        isinstance(try_to_load_from_cache(repo_id, f), str)
-        for f in ("config.json", "model.safetensors")
-    )
+    def cached(file):
+        return isinstance(try_to_load_from_cache(repo_id, file), str)
+
+    return cached("config.json") and (cached("model.safetensors") or cached("pytorch_model.bin"))
 
 
 def model_available(repo_id: str = REAL_MODEL) -> tuple[bool, str]:
@@ -119,8 +120,10 @@ def load_model(name: str | None = None, world: str | None = None, device: str = 
     ``"facebook/deit-base-distilled-patch16-224"``, or a local directory saved with
     ``save_pretrained``. ``None`` takes the world's model (see :func:`helpers.world.resolve_world`).
     The class is the checkpoint's own (``config.architectures``: ViT, DeiT with or without teacher,
-    DINOv2 with or without registers). Weights are read from safetensors only; no remote code is
-    ever run.
+    DINOv2 with or without registers). Weights are read from ``model.safetensors``, or from
+    ``pytorch_model.bin`` where a repo has no safetensors on its main branch (the DeiT repos:
+    transformers reads it with ``torch.load(weights_only=True)``, which runs no code); no remote
+    code is ever run.
     """
     if name is None:
         from .world import resolve_world
@@ -163,7 +166,7 @@ def _from_pretrained(source: str, device: str, local_only: bool):
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar would freeze in saved notebooks
     model = _model_class(source, local_only).from_pretrained(
-        source, attn_implementation="eager", use_safetensors=True, local_files_only=local_only)
+        source, attn_implementation="eager", local_files_only=local_only)
     processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
     return model.to(device).eval(), processor
 
