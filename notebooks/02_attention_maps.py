@@ -266,7 +266,7 @@ plt.show()
 
 # %%
 def redraw(sample, layer, head):
-    show_attention(sample, layer, head)
+    show_attention(sample, layer - 1, head)  # the slider counts layers from 1, as the figures do
     plt.show()
 
 
@@ -275,7 +275,7 @@ if widgets:
     widgets.interact(
         redraw,
         sample=widgets.IntSlider(0, 0, len(rows) - 1, description="sample"),
-        layer=widgets.IntSlider(n_layers - 1, 0, n_layers - 1, description="layer (0 = first)"),
+        layer=widgets.IntSlider(n_layers, 1, n_layers, description="layer (1 = first)"),
         head=widgets.Dropdown(options=HEAD_CHOICES, value="mean", description="head"))
 
 # %% [markdown]

@@ -372,7 +372,8 @@ if world == "offline":
 # untrained model must *fail* the relevance-mass floors, which shows they can fail. The pointing
 # game gets no floor of its own against the untrained model (none exists: untrained maps reached
 # 1.77× the random rate, trained ones 1.57–2.06×); it is only required to beat the random map
-# beyond its 95 % interval, which a map on the wrong patches (e.g. transposed) would not.
+# beyond its 95 % interval: a check that a map is not random, which the untrained model's maps
+# pass as well, so the relevance-mass floors are the ones that tell trained from untrained.
 
 # %%
 if world == "offline":

@@ -32,8 +32,8 @@
 #   predictions, in signed maps (red = for the class, blue = against it);
 # - what *conservation* means, why a real ViT does not conserve exactly (biases, CLS token and
 #   position embeddings take a share), and how to demonstrate it on a model where it must hold;
-# - how to choose the two `γ`s: by eye on a grid, as lxt's documentation does, and by a measurement
-#   (relevance mass on the object, offline).
+# - how the two `γ`s are chosen in practice (by eye on a grid, as lxt's documentation does), and why
+#   a measurement on patch-summed maps (relevance mass on the object, offline) cannot choose them.
 #
 # *Where this sits:* after 03 (rollout, GMAR, LeGrad, Chefer) on the same samples from 01;
 # 05 compares all explanations by faithfulness and sanity checks.
@@ -521,9 +521,9 @@ if world == "offline":
     for (r, c), value in np.ndenumerate(grid_mass.to_numpy()):
         ax.text(c, r, f"{value:.3f}", ha="center", va="center", color="white" if value < 0.6 else "black")
     viz.colour_bar(ax, handle, "relevance mass on the object\n(colour floor = random map)")
-    best = grid_mass.stack().idxmax()
-    ax.set_title(f"measured on {len(scenes)} scenes: best conv γ = {best[0]:g}, lin γ = {best[1]:g}\n"
-                 f"(all cells {grid_mass.to_numpy().min():.3f} to {grid_mass.to_numpy().max():.3f})")
+    ax.set_title(f"relevance mass on the object, {len(scenes)} scenes: every cell "
+                 f"{grid_mass.to_numpy().min():.3f} to {grid_mass.to_numpy().max():.3f}\n"
+                 "(patch sums: blind to conv γ by construction)")
     viz.save(fig, "04_free_gamma_measured")
     plt.show()
 
@@ -593,7 +593,7 @@ if world == "offline":
 # 2. Zero *only* the position embeddings (keep the biases and the CLS token). How much of the
 #    missing relevance do they account for, per preset?
 # 3. With the explorer, find the smallest `lin γ` for which the map of the misclassified sample
-#    is mostly positive. Does the measured best pair of the last section agree with your pick?
+#    is mostly positive. Would the measurement of the last section have told you that pick? Why not?
 # 4. (Offline.) Compute the relevance mass of `predicted − other` (the third column of the contrast figure)
 #    on misclassified hard scenes: does the evidence for the wrong class lie on the object or on a
 #    distractor?
