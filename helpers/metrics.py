@@ -16,14 +16,12 @@ Maps are ``[B, h, w]``: the patch grid of ``helpers.explain`` (``h = H / patch``
 - Sanity: :func:`cascading_randomization` (Adebayo et al. 2018) over
   :func:`randomization_stages`, scored by :func:`spearman_per_image`.
 - Uncertainty: :func:`bootstrap_ci`, :func:`wilson_interval`.
-- Cost: :func:`seconds_per_image`, :func:`relative_cost`.
 """
 from __future__ import annotations
 
 import copy
 import math
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -461,39 +459,3 @@ def cascading_randomization(
                 _reinitialise(randomised.get_submodule(module_name))
         correlations.append((name, spearman_per_image(original, explain()).float().cpu()))
     return correlations
-
-
-# ----------------------------------------------------------------------------- cost
-
-
-def seconds_per_image(fn: Callable, pixel_values: torch.Tensor, repeats: int = 3) -> float:
-    """Median wall-clock seconds of ``fn(pixel_values)`` divided by the batch size.
-
-    One untimed warm-up call first (lazy initialisation, caches); CUDA is synchronised around each
-    call. Wall-clock time on a shared machine is noisy: compare methods in the same run only.
-    """
-    def timed() -> float:
-        if pixel_values.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn(pixel_values)
-        if pixel_values.is_cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    timed()
-    return statistics.median(timed() for _ in range(repeats)) / pixel_values.shape[0]
-
-
-def relative_cost(model, fn: Callable, pixel_values: torch.Tensor, repeats: int = 3) -> float:
-    """Cost of ``fn(pixel_values)`` in forward passes: ``t(fn) / t(model forward, no_grad)``.
-
-    Both timed in the same run by :func:`seconds_per_image`, so the ratio is comparable across
-    machines even when seconds are not.
-    """
-    def forward(x):
-        with torch.no_grad():
-            return _logits(model, x)
-
-    seconds = seconds_per_image(fn, pixel_values, repeats)
-    return seconds / seconds_per_image(forward, pixel_values, repeats)

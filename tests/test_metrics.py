@@ -340,20 +340,3 @@ def test_spearman_matches_the_definition_with_ties():
     # ranks [0, 1.5, 1.5, 3] vs [0, 1, 2, 3]: Pearson = 4.5 / sqrt(4.5 * 5)
     rho = metrics.spearman_per_image(a[:1], torch.arange(4.0)[None])
     assert rho.item() == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
-
-
-# ----------------------------------------------------------------------------- cost
-
-
-def test_relative_cost_counts_forward_passes():
-    def slow_forward(x):
-        time.sleep(0.01)
-        return torch.zeros(x.shape[0], 2)
-
-    def four_forwards(x):
-        for _ in range(4):
-            slow_forward(x)
-
-    x = torch.zeros(2, 3, SIZE, SIZE)
-    assert metrics.seconds_per_image(slow_forward, x) >= 0.005
-    assert 3.0 < metrics.relative_cost(slow_forward, four_forwards, x) < 6.0
