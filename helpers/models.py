@@ -4,7 +4,7 @@ The *real* world is ``google/vit-base-patch16-224`` (Dosovitskiy et al. 2021) fr
 hub; the *offline* world is a tiny ViT trained in this repository on generated scenes (weights
 under ``data/tiny_vit/``), with a tiny DeiT and a tiny DINOv2 beside it (``data/tiny_deit/``,
 ``data/tiny_dinov2/``; :mod:`helpers.train_tiny`). All go through :func:`load_model`, which returns
-the checkpoint's classifier class (one of :data:`SUPPORTED_CLASSES`) with eager attention
+the checkpoint's classifier class (one that has an adapter in :mod:`helpers.backbones`) with eager attention
 (transformers 5 defaults to SDPA, which silently returns no attention maps) in eval mode, and its
 image processor. Which world runs is decided by :func:`helpers.world.resolve_world`.
 
@@ -28,10 +28,6 @@ _DATA = Path(__file__).resolve().parent.parent / "data"
 TINY_MODELS = {"tiny": _DATA / "tiny_vit", "tiny-deit": _DATA / "tiny_deit",
                "tiny-dinov2": _DATA / "tiny_dinov2"}
 TINY_DIR = TINY_MODELS["tiny"]
-# The classifier classes load_model builds (from the checkpoint's config.architectures).
-SUPPORTED_CLASSES = ("ViTForImageClassification", "DeiTForImageClassification",
-                     "DeiTForImageClassificationWithTeacher", "Dinov2ForImageClassification",
-                     "Dinov2WithRegistersForImageClassification")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _HUB_HOST = "huggingface.co"
@@ -149,14 +145,16 @@ def load_model(name: str | None = None, world: str | None = None, device: str = 
 
 def _model_class(source: str, local_only: bool):
     """The transformers class named by the checkpoint's ``config.architectures`` (ViT when it
-    names none), if it is one of :data:`SUPPORTED_CLASSES`."""
+    names none), if :mod:`helpers.backbones` has an adapter for it."""
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(source, local_files_only=local_only)
     name = (config.architectures or ["ViTForImageClassification"])[0]
-    if name not in SUPPORTED_CLASSES:
+    from .backbones import ADAPTERS
+
+    if name not in ADAPTERS:
         raise ValueError(f"{source!r} is a {name}; the course explains only "
-                         f"{', '.join(SUPPORTED_CLASSES)}.")
+                         f"{', '.join(ADAPTERS)}.")
     return getattr(transformers, name)
 
 
