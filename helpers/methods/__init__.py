@@ -3,8 +3,8 @@
     explain(model, pixel_values, method, target=None, resolution="patch", **options)
         -> Tensor [B, h, w]    (h = w = image_size / patch_size; [B, H, W] for resolution="pixel")
 
-One map per image on the patch grid, CLS excluded, row-major; larger = more evidence for the
-target. Each method is one file exposing ``name(model, pixel_values, targets, **options)``:
+One map per image on the patch grid, prefix tokens (CLS, distillation, registers) excluded,
+row-major; larger = more evidence for the target. Each method is one file exposing ``name(model, pixel_values, targets, **options)``:
 
 ============  ======================================================  =========================
 method        idea                                                    options

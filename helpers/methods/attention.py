@@ -9,6 +9,11 @@ their Fig. 6 shows attention distances). For layer ``l`` with post-softmax atten
 reshaped to the patch grid. It is class-agnostic: the target is ignored. Attention says where the
 CLS token *reads* in that layer, not what the prediction depends on; rollout, Chefer, GMAR and
 LeGrad are attempts to fix that.
+
+On a backbone with more prefix tokens than CLS (a distilled DeiT's distillation token, DINOv2's
+registers), "the CLS row" is the row the head reads (the adapter's ``read_rows``: the mean of
+the CLS and distillation rows; DINOv2 averages the CLS row with the mean patch row) and every
+prefix column is dropped (:mod:`helpers.backbones`).
 """
 from __future__ import annotations
 

@@ -13,6 +13,11 @@ class's logit (before the softmax) and ``A_l`` layer ``l``'s post-softmax attent
 This is the self-attention rule of the paper (their Eq. 6 with the head average of Eq. 5); for a
 pure encoder no other rule applies.
 
+On a backbone with more prefix tokens than CLS (a distilled DeiT's distillation token, DINOv2's
+registers), "the CLS row" is the row the head reads (the adapter's ``read_rows``: the mean of
+the CLS and distillation rows; DINOv2 averages the CLS row with the mean patch row) and every
+prefix column is dropped (:mod:`helpers.backbones`).
+
 Where the authors' code (hila-chefer/Transformer-MM-Explainability, the ViT notebook's
 ``generate_relevance``) differs, and what we do: it calls ``.backward()`` on the one-hot logit,
 which also fills every parameter's ``.grad``, and it explains batch element 0 only. We take

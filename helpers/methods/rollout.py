@@ -12,6 +12,11 @@ layer ``l`` with attention ``A_l`` ``[heads, N, N]`` (token 0 = CLS):
 
 Class-agnostic: the target is ignored.
 
+On a backbone with more prefix tokens than CLS (a distilled DeiT's distillation token, DINOv2's
+registers), "the CLS row" is the row the head reads (the adapter's ``read_rows``: the mean of
+the CLS and distillation rows; DINOv2 averages the CLS row with the mean patch row) and every
+prefix column is dropped (:mod:`helpers.backbones`).
+
 Where the reference code (jacobgil/vit-explain, ``vit_rollout.py``) differs, and what we do:
 
 - Normalisation: vit-explain computes ``a / a.sum(dim=-1)``, which broadcasts the row sums along
