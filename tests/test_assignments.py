@@ -89,9 +89,13 @@ def master(request):
     return request.param, nbformat.read(request.param, as_version=4)
 
 
+# Lecture notebooks whose exercises are not graded assignments yet (written, not autograded).
+UNGRADED = {"06_backbones", "07_fine_tuning"}
+
+
 def test_one_assignment_per_lecture_notebook():
     lectures = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    assert NAMES == lectures
+    assert NAMES == [name for name in lectures if name not in UNGRADED]
 
 
 def test_master_is_paired_with_its_py_twin(master):
