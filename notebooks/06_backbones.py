@@ -298,6 +298,25 @@ print(f"Ranking of the methods by {ranking_column}, Spearman ρ between backbone
       + ", ".join(f"{a}–{b} {agreement.loc[a, b]:.2f}" for a, b in pairs))
 
 # %% [markdown]
+# **Why some methods blur on DINOv2.** DINOv2's head reads the mean of the patch tokens beside CLS,
+# so the methods that read rows of a token-mixing matrix (attention, rollout, Chefer, GMAR) read
+# half the mean of its patch rows. In rollout and Chefer every patch row carries the patch's own
+# token through the skip connections (the identity in `R = I + …`), so that half is close to a
+# uniform map, and a uniform map puts just the object's area share on the object: it pulls their
+# relevance mass towards the random map's. LeGrad and LRP go through the head itself and are not
+# blurred this way. Offline, the relevance mass of each method on each backbone, side by side:
+
+# %%
+if world == "offline":
+    row_readers = {v for v in VARIANTS if VARIANTS[v][0] in ("attention", "rollout", "chefer", "gmar")}
+    side_by_side = pd.DataFrame({label: table.loc[[*VARIANTS, E.RANDOM], "mass"]
+                                 for label, table in tables.items()}).round(2)
+    side_by_side["reads token rows"] = ["yes" if v in row_readers else "" for v in side_by_side.index]
+    display(side_by_side)  # noqa: F821 (IPython)
+else:
+    print("Relevance mass needs the offline scenes' masks; ImageNet-A has none.")
+
+# %% [markdown]
 # Claims the discussion relies on, checked so that a regression fails the run.
 
 # %%
