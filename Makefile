@@ -33,18 +33,15 @@ lock: setup
 # Run the whole course: every notebook, full size, figures into figures/.
 # COURSE_WORLD=auto uses ViT-B/16 + ImageNet-A when reachable, else the offline world.
 # A re-run that computes the same numbers must change no committed byte: no execution timestamps
-# in the cells' metadata, no widget state (and STRIP_NOISE removes what an older run left there);
+# in the cells' metadata, no widget state, streams merged (helpers.strip);
 # the figures are reproducible PNGs (helpers.viz.png_bytes), progress bars are off (COURSE_BATCH).
-STRIP_NOISE := import sys, nbformat; nb = nbformat.read(sys.argv[1], as_version=4); \
-  nb.metadata.pop("widgets", None); [cell.metadata.pop("execution", None) for cell in nb.cells]; \
-  nbformat.write(nb, sys.argv[1])
 run: setup
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \
 	  COURSE_SCALE=full $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False \
 	    --ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
-	  $(PY) -c '$(STRIP_NOISE)' "$$nb" || exit 1; \
+	  $(PY) -m helpers.strip "$$nb" || exit 1; \
 	done
 
 figures: run

@@ -162,6 +162,36 @@ def test_no_widget_state_or_cell_timings(notebook):
     assert not timed, f"{path.name}: execution timestamps in the metadata of cells {timed}"
 
 
+def test_streams_are_not_split_by_flush_timing(notebook):
+    """A loop that prints while it computes reaches the notebook in as many pieces as the kernel
+    happened to flush; helpers.strip (make run) joins them, so a re-run changes no byte."""
+    path, nb = notebook
+    split = [number for number, cell in enumerate(nb.cells) if cell.cell_type == "code"
+             for first, second in zip(cell.outputs, cell.outputs[1:])
+             if first.get("output_type") == second.get("output_type") == "stream"
+             and first.get("name") == second.get("name")]
+    assert not split, f"{path.name}: consecutive stream outputs in cells {split} (run helpers.strip)"
+
+
+def test_strip_joins_split_streams_and_nothing_else(tmp_path):
+    from helpers.strip import strip
+
+    cell = nbformat.v4.new_code_cell("print(1); print(2)", metadata={"execution": {"iopub.status.busy": "2026-12-03T12:00:00Z"}}, outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="a\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="b\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="warning\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "3"}, execution_count=1),
+        nbformat.v4.new_output("stream", name="stdout", text="c\n")])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {"state": {}}}), path)
+    strip(path)
+    nb = nbformat.read(path, as_version=4)
+    assert "widgets" not in nb.metadata and "execution" not in nb.cells[0].metadata
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in nb.cells[0].outputs] == [
+        ("stream", "stdout", "a\nb\n"), ("stream", "stderr", "warning\n"),
+        ("execute_result", None, None), ("stream", "stdout", "c\n")]
+
+
 def test_outputs_print_no_timings(notebook):
     path, nb = notebook
     timings = [(number, TIMING.search(text).group()) for number, text in _text_outputs(nb)
