@@ -109,7 +109,7 @@ def explain_variants(model, pixel_values: torch.Tensor, targets, variants: dict,
             cached[label].add(positions, [fresh[label][n] for n in positions])
         maps[label] = cached[label].maps()
     if references:
-        shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *patch_grid(model))
+        shape = next(iter(maps.values())).shape if maps else (len(pixel_values), *patch_grid(model, pixel_values))
         maps[RANDOM] = metrics.random_order_maps(shape, seed=seed)
         maps[UNIFORM] = torch.ones(shape)
     return maps
@@ -196,11 +196,12 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
         scorer = HeadSubset(scorer, head_indices)
         lookup = {int(h): p for p, h in enumerate(head_indices)}
         positions = torch.tensor([lookup[int(t)] for t in targets])
+    ends = metrics.end_probabilities(scorer, pixel_values, positions, baseline, batch_size)  # shared
     areas, curves = [], []
     for label, variant_maps in maps.items():
         result = metrics.deletion_insertion(scorer, pixel_values, variant_maps, positions,
                                             steps=steps, baseline=baseline,
-                                            batch_size=batch_size, seed=seed)
+                                            batch_size=batch_size, seed=seed, ends=ends)
         areas.append(pd.DataFrame({"variant": label, "image": range(len(targets)),
                                    "deletion": result.deletion_area.cpu().numpy(),
                                    "insertion": result.insertion_area.cpu().numpy()}))

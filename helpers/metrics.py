@@ -267,6 +267,7 @@ def perturbation_curve(
     baseline="zero",
     batch_size: int = 64,
     seed: int = 0,
+    ends: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Target-class probability while cells are deleted or inserted by relevance -> [B, steps+1].
 
@@ -279,7 +280,9 @@ def perturbation_curve(
 
     Each point is ``softmax(model(x_k))[target]`` (``targets=None``: the predicted class). The
     perturbed images are built chunk by chunk (``batch_size`` images per forward pass, under
-    ``torch.no_grad``) on the model's device.
+    ``torch.no_grad``) on the model's device. The first and last points do not depend on the map
+    (the clean image and the baseline image): ``ends`` ``[B, 2]``, their probabilities from
+    :func:`end_probabilities`, saves scoring them again for every map of the same images.
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
@@ -290,27 +293,46 @@ def perturbation_curve(
     B, n_cells = maps.shape[0], maps[0].numel()
     if not 1 <= steps <= n_cells:
         raise ValueError(f"steps must be between 1 and the number of cells, {n_cells}; got {steps}")
-    cell = _cell_size(maps, x.shape)
+    (h, w), cell = maps.shape[-2:], _cell_size(maps, x.shape)
+    by_cell = (B, x.shape[1], h, cell[0], w, cell[1])  # each map cell's pixels on axes 3 and 5
+    x_cells, substrate_cells = x.reshape(by_cell), substrate.expand_as(x).reshape(by_cell)
     rank = relevance_rank(maps, seed).to(device)  # [B, N]
     n_changed = (torch.arange(steps + 1, device=device) * n_cells / steps).round()  # [K]
     targets = _as_targets(model, x, targets)
+    curves = torch.empty(B, steps + 1, device=device)
+    scored_steps = torch.arange(steps + 1, device=device)
+    if ends is not None:
+        if ends.shape != (B, 2):
+            raise ValueError(f"ends must have shape [{B}, 2] (clean, baseline), got {tuple(ends.shape)}")
+        clean, empty = ends.to(device).float().unbind(1)
+        curves[:, 0], curves[:, -1] = (clean, empty) if mode == "deletion" else (empty, clean)
+        scored_steps = scored_steps[1:-1]
 
-    image_index, step_index = torch.meshgrid(
-        torch.arange(B, device=device), torch.arange(steps + 1, device=device), indexing="ij"
-    )
+    image_index, step_index = torch.meshgrid(torch.arange(B, device=device), scored_steps, indexing="ij")
     image_index, step_index = image_index.flatten(), step_index.flatten()
-    probabilities = []
     with torch.no_grad():
         for chunk in torch.split(torch.arange(image_index.numel(), device=device), batch_size):
             b, k = image_index[chunk], step_index[chunk]
             changed = rank[b] < n_changed[k][:, None]  # [n, N]: the cells taken so far
-            keep_image = ~changed if mode == "deletion" else changed
-            keep = keep_image.view(-1, 1, *maps.shape[-2:]).float()
-            keep = keep.repeat_interleave(cell[0], -2).repeat_interleave(cell[1], -1)
-            perturbed = keep * x[b] + (1 - keep) * substrate[b]
+            keep_image = (~changed if mode == "deletion" else changed).view(-1, 1, h, 1, w, 1)
+            perturbed = torch.where(keep_image, x_cells[b], substrate_cells[b]).view(-1, *x.shape[1:])
             p = _logits(model, perturbed).float().softmax(-1)
-            probabilities.append(p.gather(1, targets[b][:, None])[:, 0])
-    return torch.cat(probabilities).view(B, steps + 1)
+            curves[b, k] = p.gather(1, targets[b][:, None])[:, 0]
+    return curves
+
+
+def end_probabilities(model, pixel_values: torch.Tensor, targets=None, baseline="zero",
+                      batch_size: int = 64) -> torch.Tensor:
+    """``[B, 2]``: the target-class probability of each clean image and of its baseline image, the
+    two points every deletion and insertion curve of these images shares (:func:`perturbation_curve`,
+    ``ends``)."""
+    device = _model_device(model) or pixel_values.device
+    x = pixel_values.to(device)
+    targets = _as_targets(model, x, targets)
+    both = torch.cat([x, baseline_image(x, baseline)])
+    with torch.no_grad():
+        p = torch.cat([_logits(model, chunk).float().softmax(-1) for chunk in torch.split(both, batch_size)])
+    return p.gather(1, targets.repeat(2)[:, None])[:, 0].view(2, -1).t()
 
 
 def area_under_curve(curves: torch.Tensor) -> torch.Tensor:
@@ -341,6 +363,7 @@ def deletion_insertion(
     baseline="zero",
     batch_size: int = 64,
     seed: int = 0,
+    ends: torch.Tensor | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves and areas (Petsiuk et al. 2018, "RISE", BMVC).
 
@@ -348,9 +371,14 @@ def deletion_insertion(
     same protocol; area = trapezoid over the fraction of cells in [0, 1] (:func:`area_under_curve`).
     The defaults perturb 4 of 196 patches per step (49 steps). Petsiuk et al. delete to black and
     insert into a blurred copy; here one ``baseline`` serves both (pass ``"blur"`` to follow them
-    for insertion, or call :func:`perturbation_curve` twice).
+    for insertion, or call :func:`perturbation_curve` twice). ``ends``: as in
+    :func:`perturbation_curve` (computed here once for both curves when not given).
     """
-    options = dict(steps=steps, baseline=baseline, batch_size=batch_size, seed=seed)
+    if ends is None:
+        pixel_values = pixel_values.to(_model_device(model) or pixel_values.device)
+        targets = _as_targets(model, pixel_values, targets)
+        ends = end_probabilities(model, pixel_values, targets, baseline, batch_size)
+    options = dict(steps=steps, baseline=baseline, batch_size=batch_size, seed=seed, ends=ends)
     deletion = perturbation_curve(model, pixel_values, maps, targets, "deletion", **options)
     insertion = perturbation_curve(model, pixel_values, maps, targets, "insertion", **options)
     return DeletionInsertion(

@@ -321,6 +321,25 @@ def test_batch_equals_images_one_at_a_time(kind, model, method):
     assert pixels.shape == (3, *pixel_values.shape[-2:])
 
 
+def test_lrp_variants_sharing_all_but_conv_gamma_equal_separate_calls(kind, model):
+    from helpers.methods import attnlrp as lrp
+
+    x = images(kind)
+    targets = torch.tensor([0, 2, 1])
+    shared = lrp.input_relevance_per_conv_gamma(model, x, targets, [None, 0.25, 100.0], lin_gamma=0.5)
+    assert shared is not None, "the patch embedding's input should be the pixel tensor itself"
+    for conv_gamma, relevance in zip([None, 0.25, 100.0], shared):
+        alone, _ = lrp.input_relevance(model, x, targets, conv_gamma=conv_gamma, lin_gamma=0.5)
+        assert torch.equal(relevance, alone), conv_gamma
+
+
+def test_reference_maps_alone_take_their_grid_from_the_pixels(kind, model):
+    from helpers import evaluate
+
+    maps = evaluate.explain_variants(model, images(kind), TARGETS, {}, progress=False)
+    assert maps[evaluate.RANDOM].shape == maps[evaluate.UNIFORM].shape == (3, *grid(kind))
+
+
 def test_no_side_effects_of_any_method(kind):
     """After every method: outputs, plain gradients, parameters, flags, config, hooks unchanged."""
     model = make(kind)

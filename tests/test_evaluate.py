@@ -85,6 +85,25 @@ def test_explain_many_shares_one_forward_pass_and_gives_the_maps_of_explain(mode
         methods.explain_many(model, images, [("chefer", {"norm": "l1"})], targets)
 
 
+def test_lrp_variants_differing_in_conv_gamma_share_one_pass_and_give_the_maps_of_explain(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    variants = [("attnlrp", {"conv_gamma": conv, "lin_gamma": lin}) for conv in (0.1, None, 100.0)
+                for lin in (0.05, 1.0)]
+    variants += [("attnlrp", {"preset": "aggressive"}), ("attnlrp", {"preset": "balanced", "variant": "attnlrp"})]
+    passes = []
+    hook = model.vit.embeddings.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        together = methods.explain_many(model, images, variants, targets)
+    finally:
+        hook.remove()
+    # lin γ 0.05: one pass for 3 conv γ; lin γ 1.0: one for 3 conv γ and the aggressive preset (10, 1);
+    # full AttnLRP alone
+    assert len(passes) == 3
+    for (method, options), a in zip(variants, together):
+        assert torch.equal(a, explain(model, images, method, target=targets, **options)), options
+    assert not torch.equal(together[0], together[2])  # conv γ does change the maps
+
+
 def test_explain_variants_reuse_cached_maps_by_model_image_target_and_options(model, images, tmp_path,
                                                                             monkeypatch):
     targets = torch.tensor([0, 1, 2, 3, 4])
@@ -173,6 +192,29 @@ def test_faithfulness_restricts_the_softmax_to_the_dataset_classes(model, images
     mean_deletion = curves.query("mode == 'deletion'")["probability"].to_numpy()
     assert mean_deletion == pytest.approx(expected.deletion.mean(0).numpy(), abs=1e-6)
     assert len(curves) == 2 * 5  # two modes x (steps + 1) points
+
+
+def test_faithfulness_scores_the_clean_and_baseline_images_once_for_every_map(model, images):
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    maps = {f"random {s}": metrics.random_order_maps((5, GRID, GRID), seed=s) for s in range(3)}
+    scored = []  # images per forward pass of the scoring copy
+    real_copy = evaluate.scoring_copy
+
+    def counting_copy(m):
+        fast = real_copy(m)
+        fast.register_forward_pre_hook(lambda module, args, kwargs: scored.append(len(kwargs.get("pixel_values", args[0] if args else None))), with_kwargs=True)
+        return fast
+
+    evaluate.scoring_copy = counting_copy
+    try:
+        areas, _ = evaluate.faithfulness_scores(model, images, targets, maps, steps=4)
+    finally:
+        evaluate.scoring_copy = real_copy
+    assert sum(scored) == 5 * 2 + len(maps) * 2 * 5 * (4 - 1)  # ends once, inner points per map and mode
+    for label, m in maps.items():
+        expected = metrics.deletion_insertion(model, images, m, targets, steps=4)
+        got = areas[areas["variant"] == label]
+        assert got["deletion"].to_numpy() == pytest.approx(expected.deletion_area.numpy(), abs=1e-5)
 
 
 def test_faithfulness_is_scored_with_fused_attention_on_a_copy(model, images):

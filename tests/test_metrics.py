@@ -245,6 +245,22 @@ def test_curve_end_points_chunking_and_no_side_effects_on_a_vit():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_given_end_points_replace_the_first_and_last_points_only():
+    model = tiny_vit()
+    x = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    maps, targets = torch.rand(3, GRID, GRID), torch.tensor([0, 3, 4])
+    ends = metrics.end_probabilities(model, x, targets, "blur")
+    full = metrics.deletion_insertion(model, x, maps, targets, steps=4, baseline="blur")
+    torch.testing.assert_close(ends, torch.stack([full.deletion[:, 0], full.deletion[:, -1]], 1))
+    marked = torch.tensor([[0.25, 0.75]]).repeat(3, 1)  # not a model output: shows they are used
+    for mode, first, last in (("deletion", 0.25, 0.75), ("insertion", 0.75, 0.25)):
+        curve = metrics.perturbation_curve(model, x, maps, targets, mode, steps=4, baseline="blur", ends=marked)
+        assert (curve[:, 0] == first).all() and (curve[:, -1] == last).all()
+        torch.testing.assert_close(curve[:, 1:-1], getattr(full, mode)[:, 1:-1])
+    with pytest.raises(ValueError, match="ends"):
+        metrics.perturbation_curve(model, x, maps, targets, steps=4, ends=marked[:2])
+
+
 def test_ties_are_broken_at_random_not_row_major():
     rank = metrics.relevance_rank(torch.zeros(1, GRID, GRID), seed=0)
     assert sorted(rank[0].tolist()) == list(range(GRID * GRID))

@@ -140,19 +140,34 @@ def explain_many(model, pixel_values: Tensor, variants, target=None) -> list[Ten
     """``[explain(model, pixel_values, method, target, **options) for method, options in variants]``
     (patch maps), with one forward pass, and at most one backward pass to the attention maps, shared
     by every variant of :data:`FROM_ATTENTION` (attention, rollout, Chefer, GMAR: each reads only the
-    attention maps and their gradients); the other methods run on their own. The same maps as
-    separate calls, for the cost of the dearest of the shared methods."""
+    attention maps and their gradients); AttnLRP variants that differ only in ``conv_gamma`` share
+    their forward and backward pass down to the patch embedding
+    (:func:`helpers.methods.attnlrp.attnlrp_many`); the other methods run on their own. The same
+    maps as separate calls, for the cost of the dearest of the shared methods."""
     variants = list(variants)
     shared = [n for n, (method, options) in enumerate(variants) if method in FROM_ATTENTION]
-    maps = [None if n in shared else explain(model, pixel_values, method, target, **options)
+    lrp = [n for n, (method, options) in enumerate(variants) if method == "attnlrp" and "attnlrp" in METHODS]
+    if len(lrp) < 2:
+        lrp = []
+    maps = [None if n in shared or n in lrp else explain(model, pixel_values, method, target, **options)
             for n, (method, options) in enumerate(variants)]
-    if not shared:
+    if not shared and not lrp:
         return maps
     _base.check_model(model)
-    for n in shared:
+    for n in shared + lrp:
         _method_and_options(*variants[n])  # unknown options fail as in explain
     pixel_values = _base.check_pixel_values(model, pixel_values)
     targets = _base.check_targets(model, target, pixel_values.shape[0])
+    if lrp:
+        from .attnlrp import attnlrp_many
+
+        lrp_targets = _predicted_classes(model, pixel_values) if targets is None else targets
+        with _base.eval_mode(model), torch.autocast(pixel_values.device.type, enabled=False):
+            lrp_maps = attnlrp_many(model, pixel_values, lrp_targets, [variants[n][1] for n in lrp])
+        for n, m in zip(lrp, lrp_maps):
+            maps[n] = m.detach().float()
+    if not shared:
+        return maps
     with_gradients = any(FROM_ATTENTION[variants[n][0]][1] for n in shared)
     with _base.eval_mode(model), torch.autocast(pixel_values.device.type, enabled=False):
         outputs = _base.forward(model, pixel_values, track_grad=with_gradients)

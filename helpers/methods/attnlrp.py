@@ -423,6 +423,87 @@ def input_relevance(model, pixel_values, targets, *, conv_gamma=None, lin_gamma=
     return (inputs * gradient).detach(), logits.detach()
 
 
+def input_relevance_per_conv_gamma(model, pixel_values, targets, conv_gammas, *, lin_gamma=None,
+                                   variant="cp", gamma_in_attention=False):
+    """``[input_relevance(..., conv_gamma=g, ...)[0] for g in conv_gammas]``, sharing everything but
+    the patch embedding: the rules above it do not depend on ``conv_gamma``, so one forward and one
+    backward to the patch embedding's output serve every ``conv_gamma``; each then only runs its
+    rule on the patch embedding (one convolution forward and back). The same numbers as separate
+    calls: the gradient reaching the embedding is the same tensor, and the last step runs the same
+    rule code. ``None`` when the patch embedding's input is not the pixel tensor itself (then call
+    :func:`input_relevance` per ``conv_gamma``)."""
+    if targets.shape != (pixel_values.shape[0],):
+        raise ValueError(f"targets must have shape [{pixel_values.shape[0]}], got {tuple(targets.shape)}")
+    plan = _rule_plan(model, None, lin_gamma, variant, gamma_in_attention)
+    embedding = _patch_embedding(model)
+    captured = {}
+
+    def capture(module, forward):
+        def capturing_forward(x):
+            output = forward(x).detach().requires_grad_(True)  # the backward stops here
+            captured.update(input=x.detach(), output=output)
+            return output
+
+        return capturing_forward
+
+    plan = [(name, module, _Rule("captured", capture) if module is embedding else rule)
+            for name, module, rule in plan]
+    with rules_applied(model, plan), torch.enable_grad():
+        logits = model(pixel_values=pixel_values.detach()).logits
+        target_logits = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
+        (output_gradient,) = torch.autograd.grad(target_logits, captured["output"])
+    if not torch.equal(captured["input"], pixel_values):
+        return None
+    relevance = []
+    with torch.enable_grad():
+        for gamma in conv_gammas:
+            inputs = pixel_values.detach().clone().requires_grad_(True)
+            output = _plain_or_gamma(gamma).make_forward(embedding, embedding.forward)(inputs)
+            (gradient,) = torch.autograd.grad(output, inputs, output_gradient)
+            relevance.append((inputs * gradient).detach())
+    return relevance
+
+
+def _patch_embedding(model):
+    """The module whose LRP role is ``patch_embedding`` (the adapter says which)."""
+    from ..backbones import adapter_for
+
+    (module,) = [m for m, role in adapter_for(model).lrp_modules() if role == "patch_embedding"]
+    return module
+
+
+def attnlrp_many(model, pixel_values, targets, options_list) -> list:
+    """``[attnlrp(model, pixel_values, targets, **options) for options in options_list]`` (patch
+    maps), with the variants that differ only in ``conv_gamma`` sharing one forward and backward
+    pass (:func:`input_relevance_per_conv_gamma`). The same maps as separate calls."""
+    groups = {}
+    for n, options in enumerate(options_list):
+        options = dict(options)
+        if options.pop("resolution", "patch") != "patch":
+            raise ValueError("attnlrp_many computes patch maps; call attnlrp for resolution='pixel'")
+        conv_gamma, lin_gamma = resolve_gammas(options.pop("preset", None), options.pop("conv_gamma", None),
+                                               options.pop("lin_gamma", None))
+        key = (lin_gamma, options.pop("variant", "cp"), options.pop("gamma_in_attention", False))
+        if options:
+            raise TypeError(f"attnlrp does not take option(s) {sorted(options)}")
+        groups.setdefault(key, []).append((n, conv_gamma))
+    maps = [None] * len(options_list)
+    for (lin_gamma, variant, gamma_in_attention), members in groups.items():
+        conv_gammas = [conv_gamma for _, conv_gamma in members]
+        shared = None
+        if len(members) > 1:
+            shared = input_relevance_per_conv_gamma(model, pixel_values, targets, conv_gammas,
+                                                    lin_gamma=lin_gamma, variant=variant,
+                                                    gamma_in_attention=gamma_in_attention)
+        if shared is None:
+            shared = [input_relevance(model, pixel_values, targets, conv_gamma=conv_gamma, lin_gamma=lin_gamma,
+                                      variant=variant, gamma_in_attention=gamma_in_attention)[0]
+                      for conv_gamma in conv_gammas]
+        for (n, _), relevance in zip(members, shared):
+            maps[n] = sum_per_patch(relevance.sum(dim=1), model.config.patch_size)
+    return maps
+
+
 def attnlrp(model, pixel_values, targets, *, resolution="patch", preset=None, conv_gamma=None,
             lin_gamma=None, variant="cp", gamma_in_attention=False):
     """AttnLRP (Achtibat et al. 2024) relevance of ``targets`` for a HF ViT classifier.
