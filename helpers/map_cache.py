@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -92,11 +91,9 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, maps: dict) -> None:
-    """Write atomically (a notebook run alongside never reads half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save(maps, partial)
-    os.replace(partial, path)
+    from .predict import write_atomically
+
+    write_atomically(path, lambda partial: torch.save(maps, partial))
 
 
 class CachedMaps:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,6 +45,15 @@ def cache_dir(world: str | None = None, root=None) -> Path:
     folder = data_root(root) / "cache" / resolve_world(world, announce=False, data_dir=root)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(partial)`` to a temporary name beside ``path``, then rename it to ``path``: a
+    notebook running alongside (``make run``) never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    write(partial)
+    os.replace(partial, path)
 
 
 def masked_logits(logits: torch.Tensor, head_indices) -> torch.Tensor:
@@ -286,7 +296,7 @@ def load_or_predict(model, dataset, world: str | None = None, key: str | None = 
         fresh = predict(model, dataset, indices=missing, precision=precision, **predict_options)
         if len(fresh):
             cached = pd.concat([cached, fresh], ignore_index=True) if len(cached) else fresh
-            cached.to_csv(path, index=False)
+            write_atomically(path, lambda partial: cached.to_csv(partial, index=False))
     order = {item_id: n for n, item_id in enumerate(ids)}
     rows = cached[cached["id"].isin(order)].copy()
     return rows.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
@@ -372,7 +382,7 @@ def save_selection(selection: pd.DataFrame, world: str | None = None, dataset_op
     path = cache_dir(world) / "selection.json"
     payload = {"model": model_tag(model) if model is not None else None,
                "dataset": dataset_options or {}, "rows": selection.to_dict(orient="records")}
-    path.write_text(json.dumps(payload, indent=1, default=_json_default))
+    write_atomically(path, lambda partial: partial.write_text(json.dumps(payload, indent=1, default=_json_default)))
     return path
 
 

@@ -168,10 +168,11 @@ for label, (model, processor) in backbones.items():
 
 # %%
 maps = {}
+own_cache = P.cache_dir(world) / "06_backbones"  # make run executes 06 alongside 02-05: no shared map files
 for label, (model, _) in backbones.items():
     items, targets = inputs[label]
     maps[label] = E.explain_variants(model, items["pixel_values"], targets, VARIANTS, batch_size=BATCH_SIZE,
-                                     seed=SEED, progress=False, ids=items["id"], cache=P.cache_dir(world))
+                                     seed=SEED, progress=False, ids=items["id"], cache=own_cache)
 
 # %% [markdown]
 # One image through every backbone (rows), every method (columns). Maps are min-max scaled each on
