@@ -178,6 +178,19 @@ def scoring_copy(model):
     return fast
 
 
+def _patch_embedding_of_cells(model, pixel_values, maps: dict):
+    """``model``'s patch-embedding convolution when every map's cells are its patches (then the
+    deletion curves assemble perturbed images at the embedding), else None."""
+    from .backbones import adapter_for
+
+    adapter = adapter_for(model)
+    conv = adapter.patch_embedding()
+    grids = {tuple(m.shape[-2:]) for m in maps.values()}
+    patchifies = (isinstance(conv, torch.nn.Conv2d) and tuple(conv.stride) == tuple(conv.kernel_size)
+                  and tuple(conv.padding) == (0, 0))
+    return conv if patchifies and grids == {tuple(adapter.grid(pixel_values))} else None
+
+
 def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, steps: int = 49,
                         baseline="zero", head_indices=None, batch_size: int = 64,
                         seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -192,6 +205,7 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     """
     targets = torch.as_tensor(targets).cpu()
     scorer, positions = scoring_copy(model), targets
+    embedding = _patch_embedding_of_cells(scorer, pixel_values, maps)
     if head_indices is not None:
         scorer = HeadSubset(scorer, head_indices)
         lookup = {int(h): p for p, h in enumerate(head_indices)}
@@ -201,7 +215,8 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     for label, variant_maps in maps.items():
         result = metrics.deletion_insertion(scorer, pixel_values, variant_maps, positions,
                                             steps=steps, baseline=baseline,
-                                            batch_size=batch_size, seed=seed, ends=ends)
+                                            batch_size=batch_size, seed=seed, ends=ends,
+                                            patch_embedding=embedding)
         areas.append(pd.DataFrame({"variant": label, "image": range(len(targets)),
                                    "deletion": result.deletion_area.cpu().numpy(),
                                    "insertion": result.insertion_area.cpu().numpy()}))

@@ -205,7 +205,9 @@ def test_random_maps_score_the_random_order_expectation():
     """For an additive model, E[deletion area] under a random order is exactly 1/2, and deletion +
     insertion = 1 for any order."""
     batch = 48
-    weights = torch.distributions.Dirichlet(torch.ones(GRID * GRID)).sample((batch,))
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        weights = torch.distributions.Dirichlet(torch.ones(GRID * GRID)).sample((batch,))
     weights = weights.view(batch, GRID, GRID)
     areas = torch.cat([
         curves_on_evidence_model(weights, metrics.random_order_maps((batch, GRID, GRID), seed=s),
@@ -259,6 +261,21 @@ def test_given_end_points_replace_the_first_and_last_points_only():
         torch.testing.assert_close(curve[:, 1:-1], getattr(full, mode)[:, 1:-1])
     with pytest.raises(ValueError, match="ends"):
         metrics.perturbation_curve(model, x, maps, targets, steps=4, ends=marked[:2])
+
+
+def test_curves_assembled_at_the_patch_embedding_equal_those_built_in_pixels():
+    model = tiny_vit()
+    x = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    maps, targets = torch.rand(3, GRID, GRID), torch.tensor([0, 3, 4])
+    conv = model.vit.embeddings.patch_embeddings.projection
+    for mode in ("deletion", "insertion"):
+        pixels = metrics.perturbation_curve(model, x, maps, targets, mode, steps=4, baseline="blur")
+        embedded = metrics.perturbation_curve(model, x, maps, targets, mode, steps=4, baseline="blur",
+                                              patch_embedding=conv, batch_size=5)
+        torch.testing.assert_close(embedded, pixels, rtol=1e-5, atol=1e-6)
+    assert "forward" not in conv.__dict__  # the convolution's own forward is back
+    with pytest.raises(ValueError, match="patch_embedding"):
+        metrics.perturbation_curve(model, x, torch.rand(3, 2, 2), targets, steps=2, patch_embedding=conv)
 
 
 def test_ties_are_broken_at_random_not_row_major():

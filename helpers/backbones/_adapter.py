@@ -123,14 +123,17 @@ class Adapter:
         computed by ``multiply(a, b)``, so LRP can put a rule on it."""
         raise NotImplementedError(f"{self.model_class} has no gated MLP")
 
+    def patch_embedding(self) -> nn.Conv2d:
+        """The convolution that embeds the patches (stride = kernel size = patch size)."""
+        return self.model.get_submodule(f"{self.body}.embeddings").patch_embeddings.projection
+
     def lrp_modules(self) -> list[tuple[nn.Module, str]]:
         """Every module an LRP rule applies to, with its role (one of :data:`LRP_ROLES`).
 
         Modules not listed (residual additions, layer scale, the token concatenation, dropout)
         keep their plain gradient, which conserves relevance for a sum or a per-channel scale.
         """
-        embeddings = self.model.get_submodule(f"{self.body}.embeddings")
-        modules = [(embeddings.patch_embeddings.projection, "patch_embedding")]
+        modules = [(self.patch_embedding(), "patch_embedding")]
         for layer in self.layers:
             attention = self.attention_module(layer)
             modules += [(attention.q_proj, "query"), (attention.k_proj, "key"),

@@ -434,8 +434,10 @@ def input_relevance_per_conv_gamma(model, pixel_values, targets, conv_gammas, *,
     :func:`input_relevance` per ``conv_gamma``)."""
     if targets.shape != (pixel_values.shape[0],):
         raise ValueError(f"targets must have shape [{pixel_values.shape[0]}], got {tuple(targets.shape)}")
+    from ..backbones import adapter_for
+
     plan = _rule_plan(model, None, lin_gamma, variant, gamma_in_attention)
-    embedding = _patch_embedding(model)
+    embedding = adapter_for(model).patch_embedding()
     captured = {}
 
     def capture(module, forward):
@@ -462,14 +464,6 @@ def input_relevance_per_conv_gamma(model, pixel_values, targets, conv_gammas, *,
             (gradient,) = torch.autograd.grad(output, inputs, output_gradient)
             relevance.append((inputs * gradient).detach())
     return relevance
-
-
-def _patch_embedding(model):
-    """The module whose LRP role is ``patch_embedding`` (the adapter says which)."""
-    from ..backbones import adapter_for
-
-    (module,) = [m for m, role in adapter_for(model).lrp_modules() if role == "patch_embedding"]
-    return module
 
 
 def attnlrp_many(model, pixel_values, targets, options_list) -> list:
