@@ -42,3 +42,24 @@ def test_peers_compute_the_same_maps_as_ours(quick_costs):
 def test_load_costs_says_what_to_do_without_a_table(tmp_path):
     with pytest.raises(FileNotFoundError, match="make bench"):
         bench.load_costs(tmp_path / "missing.csv")
+
+
+def test_readme_table_is_the_committed_csv():
+    """The README's benchmark table quotes figures/bench/costs.csv: every ratio, to 2 decimals."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Benchmark", 1)[1].split("\n## ", 1)[0]
+    costs = bench.load_costs()
+    settings = [(1, 1), (1, 8), (2, 1), (2, 8)]  # the table's columns: (threads, batch)
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(costs) // len(settings)
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        method, *variant = cells[0].strip("`").replace("` ", " ").split(" ")
+        implementation = "helpers" if cells[1] == "this course" else cells[1]
+        chosen = costs[(costs["method"] == method) & (costs["variant"] == " ".join(variant))
+                       & costs["implementation"].str.startswith(implementation)]
+        for (threads, batch), quoted in zip(settings, cells[3:]):
+            ratio = chosen[(chosen["threads"] == threads) & (chosen["batch"] == batch)]["ratio"]
+            assert len(ratio) == 1 and f"{ratio.iloc[0]:.2f}×" == quoted, (cells[0], cells[1], threads, batch)
