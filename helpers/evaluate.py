@@ -183,12 +183,9 @@ def _patch_embedding_of_cells(model, pixel_values, maps: dict):
     deletion curves assemble perturbed images at the embedding), else None."""
     from .backbones import adapter_for
 
-    adapter = adapter_for(model)
-    conv = adapter.patch_embedding()
+    conv = adapter_for(model).patch_embedding()
     grids = {tuple(m.shape[-2:]) for m in maps.values()}
-    patchifies = (isinstance(conv, torch.nn.Conv2d) and tuple(conv.stride) == tuple(conv.kernel_size)
-                  and tuple(conv.padding) == (0, 0))
-    return conv if patchifies and grids == {tuple(adapter.grid(pixel_values))} else None
+    return conv if len(grids) == 1 and metrics.patchifies(conv, pixel_values.shape, *grids) else None
 
 
 def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, steps: int = 49,

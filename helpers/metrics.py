@@ -335,12 +335,19 @@ def perturbation_curve(
     return curves
 
 
+def patchifies(conv, image_shape, grid) -> bool:
+    """Whether ``conv`` embeds each cell of ``grid`` (rows, columns) of an image of ``image_shape``
+    alone: a convolution with stride = kernel size, no padding, whose patches are those cells."""
+    return (isinstance(conv, torch.nn.Conv2d) and tuple(conv.stride) == tuple(conv.kernel_size)
+            and tuple(conv.padding) == (0, 0) and tuple(conv.dilation) == (1, 1) and conv.groups == 1
+            and (image_shape[-2] // conv.kernel_size[0], image_shape[-1] // conv.kernel_size[1]) == tuple(grid)
+            and image_shape[-2] % conv.kernel_size[0] == 0 and image_shape[-1] % conv.kernel_size[1] == 0)
+
+
 def _embedded_once(patch_embedding, x, substrate, grid):
     """The patch embeddings ``[B, C, h, w]`` of the clean and of the baseline images."""
     conv = patch_embedding
-    if not (isinstance(conv, torch.nn.Conv2d) and tuple(conv.stride) == tuple(conv.kernel_size)
-            and tuple(conv.padding) == (0, 0) and tuple(conv.dilation) == (1, 1) and conv.groups == 1
-            and (x.shape[-2] // conv.kernel_size[0], x.shape[-1] // conv.kernel_size[1]) == tuple(grid)):
+    if not patchifies(conv, x.shape, grid):
         raise ValueError(f"patch_embedding must be a convolution with stride = kernel size whose patches are "
                          f"the map's {grid[0]}x{grid[1]} cells, got {conv}")
     return conv(x), conv(substrate.expand_as(x))
