@@ -198,29 +198,37 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     better, insertion higher); ``curves`` the mean curve per variant (``variant, mode, fraction,
     probability``). ``targets`` are model-head indices; with ``head_indices`` the softmax runs over
     those classes only (:class:`HeadSubset`). The perturbed images are scored by
-    :func:`scoring_copy` (fused attention). See :func:`helpers.metrics.deletion_insertion`.
+    :func:`scoring_copy` (fused attention), the maps of one shape together: an image two maps
+    perturb alike at some step is scored once. See :func:`helpers.metrics.deletion_insertion`.
     """
     targets = torch.as_tensor(targets).cpu()
     scorer, positions = scoring_copy(model), targets
-    embedding = _patch_embedding_of_cells(scorer, pixel_values, maps)
+    by_shape = {}  # maps of one shape are scored together (images several maps perturb alike: once)
+    for label, variant_maps in maps.items():
+        by_shape.setdefault(tuple(variant_maps.shape), []).append(label)
+    embeddings = {shape: _patch_embedding_of_cells(scorer, pixel_values, {label: maps[label] for label in labels})
+                  for shape, labels in by_shape.items()}
     if head_indices is not None:
         scorer = HeadSubset(scorer, head_indices)
         lookup = {int(h): p for p, h in enumerate(head_indices)}
         positions = torch.tensor([lookup[int(t)] for t in targets])
     ends = metrics.end_probabilities(scorer, pixel_values, positions, baseline, batch_size)  # shared
+    results = {}
+    for shape, labels in by_shape.items():
+        result = metrics.deletion_insertion(scorer, pixel_values, torch.stack([maps[label] for label in labels]),
+                                            positions, steps=steps, baseline=baseline, batch_size=batch_size,
+                                            seed=seed, ends=ends, patch_embedding=embeddings[shape])
+        results |= {label: (result, v) for v, label in enumerate(labels)}
     areas, curves = [], []
-    for label, variant_maps in maps.items():
-        result = metrics.deletion_insertion(scorer, pixel_values, variant_maps, positions,
-                                            steps=steps, baseline=baseline,
-                                            batch_size=batch_size, seed=seed, ends=ends,
-                                            patch_embedding=embedding)
+    for label in maps:
+        result, v = results[label]
         areas.append(pd.DataFrame({"variant": label, "image": range(len(targets)),
-                                   "deletion": result.deletion_area.cpu().numpy(),
-                                   "insertion": result.insertion_area.cpu().numpy()}))
+                                   "deletion": result.deletion_area[v].cpu().numpy(),
+                                   "insertion": result.insertion_area[v].cpu().numpy()}))
         for mode in ("deletion", "insertion"):
             curves.append(pd.DataFrame({"variant": label, "mode": mode,
                                         "fraction": result.fractions.numpy(),
-                                        "probability": getattr(result, mode).mean(0).cpu().numpy()}))
+                                        "probability": getattr(result, mode)[v].mean(0).cpu().numpy()}))
     return pd.concat(areas, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 

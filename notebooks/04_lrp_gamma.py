@@ -493,9 +493,10 @@ if world == "offline":
                                                                      "variant": VARIANT})
                      for conv in CONV_GAMMAS for lin in LIN_GAMMAS}
     preset_variants = {preset: ("attnlrp", {"preset": preset, "variant": VARIANT}) for preset in PRESETS}
-    measured = dict(zip([(conv, lin) for conv in CONV_GAMMAS for lin in LIN_GAMMAS],
-                        localisation(model, grid_variants).values()))
-    trained, random_weights = localisation(model, preset_variants), localisation(untrained, preset_variants)
+    trained = localisation(model, grid_variants | preset_variants)  # a preset shares the pass of its lin γ
+    measured = {(conv, lin): trained[label] for (conv, lin), label in
+                zip([(conv, lin) for conv in CONV_GAMMAS for lin in LIN_GAMMAS], grid_variants)}
+    random_weights = localisation(untrained, preset_variants)
     by_preset = pd.DataFrame({preset: trained[preset] + random_weights[preset] for preset in PRESETS},
                              index=["relevance mass", "pointing game", "relevance mass, untrained",
                                     "pointing game, untrained"]).T

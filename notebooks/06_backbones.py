@@ -215,7 +215,8 @@ for label, (model, _) in backbones.items():
     faithfulness, _ = E.faithfulness_scores(model, pixels[:n], targets[:n], faith_maps, steps=DELETION_STEPS,
                                             head_indices=head_indices, seed=SEED)
     s = N_SANITY[world]
-    sanity = E.sanity_scores(model, pixels[:s], targets[:s], VARIANTS, seed=SEED, progress=False)
+    sanity = E.sanity_scores(model, pixels[:s], targets[:s], VARIANTS, seed=SEED, progress=False,
+                             maps={v: m[:s] for v, m in maps[label].items()})  # the originals: computed above
     final = sanity[sanity["step"] == sanity["step"].max()].rename(columns={"rho": "rho_final"})
     table = E.results_table(localisation, faithfulness, sanity, seed=SEED)
     table = table.drop(columns="rho_final").join(E.mean_ci(final, "rho_final", seed=SEED))

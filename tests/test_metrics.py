@@ -278,6 +278,45 @@ def test_curves_assembled_at_the_patch_embedding_equal_those_built_in_pixels():
         metrics.perturbation_curve(model, x, torch.rand(3, 2, 2), targets, steps=2, patch_embedding=conv)
 
 
+class CountingModel(torch.nn.Module):
+    """``model``'s logits, counting the images it scores."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, pixel_values):
+        self.images += len(pixel_values)
+        return self.model(pixel_values).logits
+
+
+def test_several_maps_give_each_map_its_own_curve_and_score_shared_images_once():
+    model = CountingModel(tiny_vit())
+    x = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 3, 4])
+    ranked = torch.rand(3, GRID, GRID, generator=torch.Generator().manual_seed(1))
+    flat = torch.zeros(3, GRID, GRID)  # ties everywhere: broken per map with the seed, as alone
+    stacked = torch.stack([ranked, flat, ranked, -ranked])
+    for mode in ("deletion", "insertion"):
+        together = metrics.perturbation_curve(model, x, stacked, targets, mode, steps=4, batch_size=5)
+        assert together.shape == (4, 3, 5)
+        for v, maps in enumerate(stacked):
+            alone = metrics.perturbation_curve(model, x, maps, targets, mode, steps=4, batch_size=5)
+            assert torch.equal(together[v], alone)
+    result = metrics.deletion_insertion(model, x, stacked, targets, steps=4)
+    assert result.deletion_area.shape == (4, 3)
+    assert torch.equal(result.deletion_area[3], metrics.deletion_insertion(model, x, -ranked, targets, steps=4).deletion_area)
+    model.images = 0
+    metrics.perturbation_curve(model, x, ranked, targets, steps=4)
+    one_map = model.images
+    model.images = 0
+    metrics.perturbation_curve(model, x, torch.stack([ranked, ranked.clone()]), targets, steps=4)
+    assert model.images == one_map  # the same perturbed images: scored once
+    model.images = 0
+    metrics.perturbation_curve(model, x, torch.stack([ranked, -ranked]), targets, steps=4)
+    assert model.images == 2 * one_map - 2 * len(x)  # the two orders share only the clean and baseline images
+
+
 def test_ties_are_broken_at_random_not_row_major():
     rank = metrics.relevance_rank(torch.zeros(1, GRID, GRID), seed=0)
     assert sorted(rank[0].tolist()) == list(range(GRID * GRID))
