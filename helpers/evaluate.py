@@ -178,14 +178,14 @@ def scoring_copy(model):
     return fast
 
 
-def _patch_embedding_of_cells(model, pixel_values, maps: dict):
-    """``model``'s patch-embedding convolution when every map's cells are its patches (then the
-    deletion curves assemble perturbed images at the embedding), else None."""
+def _patch_embedding_of_cells(model, pixel_values, grid):
+    """``model``'s patch-embedding convolution when the cells of a ``grid`` (rows, columns) map
+    are its patches (then the deletion curves assemble perturbed images at the embedding), else
+    None."""
     from .backbones import adapter_for
 
     conv = adapter_for(model).patch_embedding()
-    grids = {tuple(m.shape[-2:]) for m in maps.values()}
-    return conv if len(grids) == 1 and metrics.patchifies(conv, pixel_values.shape, *grids) else None
+    return conv if metrics.patchifies(conv, pixel_values.shape, grid) else None
 
 
 def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, steps: int = 49,
@@ -202,14 +202,13 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     perturb alike at some step is scored once. See :func:`helpers.metrics.deletion_insertion`.
     """
     targets = torch.as_tensor(targets).cpu()
-    scorer, positions = scoring_copy(model), targets
+    fast = scorer = scoring_copy(model)
+    positions = targets
     by_shape = {}  # maps of one shape are scored together (images several maps perturb alike: once)
     for label, variant_maps in maps.items():
         by_shape.setdefault(tuple(variant_maps.shape), []).append(label)
-    embeddings = {shape: _patch_embedding_of_cells(scorer, pixel_values, {label: maps[label] for label in labels})
-                  for shape, labels in by_shape.items()}
     if head_indices is not None:
-        scorer = HeadSubset(scorer, head_indices)
+        scorer = HeadSubset(fast, head_indices)
         lookup = {int(h): p for p, h in enumerate(head_indices)}
         positions = torch.tensor([lookup[int(t)] for t in targets])
     ends = metrics.end_probabilities(scorer, pixel_values, positions, baseline, batch_size)  # shared
@@ -217,7 +216,8 @@ def faithfulness_scores(model, pixel_values: torch.Tensor, targets, maps: dict, 
     for shape, labels in by_shape.items():
         result = metrics.deletion_insertion(scorer, pixel_values, torch.stack([maps[label] for label in labels]),
                                             positions, steps=steps, baseline=baseline, batch_size=batch_size,
-                                            seed=seed, ends=ends, patch_embedding=embeddings[shape])
+                                            seed=seed, ends=ends,
+                                            patch_embedding=_patch_embedding_of_cells(fast, pixel_values, shape[-2:]))
         results |= {label: (result, v) for v, label in enumerate(labels)}
     areas, curves = [], []
     for label in maps:

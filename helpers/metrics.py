@@ -324,14 +324,14 @@ def perturbation_curve(
         scored_steps = scored_steps[1:-1]
 
     # Every (map, step) of an image asks for a set of changed cells; equal sets are one image.
-    changed_sets, image_of_set, set_of_point = [], [], torch.empty(B, V, len(scored_steps), dtype=torch.long)
+    changed_sets, image_of_set, set_of_point = [], [], []
     for b in range(B):
         wanted = rank[:, b, None, :] < n_changed[scored_steps][None, :, None]  # [V, K, N]
         distinct, inverse = torch.unique(wanted.flatten(0, 1).to(torch.uint8), dim=0, return_inverse=True)
-        set_of_point[b] = inverse.view(V, -1).cpu() + sum(len(c) for c in changed_sets)
+        set_of_point.append(inverse.view(V, -1) + len(image_of_set))  # [V, K]: rows of changed_sets
         changed_sets.append(distinct.bool())
-        image_of_set.append(torch.full((len(distinct),), b, device=device))
-    changed_sets, image_of_set = torch.cat(changed_sets), torch.cat(image_of_set)
+        image_of_set += [b] * len(distinct)
+    changed_sets, image_of_set = torch.cat(changed_sets), torch.tensor(image_of_set, device=device)
     probabilities = torch.empty(len(changed_sets), device=device)
     with torch.no_grad():
         embedded = None if patch_embedding is None else _embedded_once(patch_embedding, x, substrate, (h, w))
@@ -346,7 +346,7 @@ def perturbation_curve(
                 with _returning(patch_embedding, mixed):  # the images' pixels are not read
                     p = _logits(model, x[:1].expand(len(b), *x.shape[1:]))
             probabilities[chunk] = p.float().softmax(-1).gather(1, targets[b][:, None])[:, 0]
-    curves[:, :, scored_steps] = probabilities[set_of_point.to(device)].permute(1, 0, 2)
+    curves[:, :, scored_steps] = probabilities[torch.stack(set_of_point, 1)]  # [V, B, K]
     return curves if several else curves[0]
 
 
